@@ -1,0 +1,142 @@
+"""The unit that flows between stages: a column-oriented micro-batch of readings.
+
+Why columns: per-record Python objects are the first bottleneck of a pipeline like this. A batch
+holds numpy arrays — `sensor` (int32 index into `daemon.sensors.SENSORS`), `seq`, `ts` (epoch
+seconds), `value`, `stale` — so a stage pays the async-generator, queue and I/O cost once for
+hundreds or thousands of readings, and window math is vectorised across sensors.
+
+A batch may interleave many sensors; within one sensor, rows are in `seq` order and stages keep
+that order. Stages add float columns (`normalized`, `moving_avg`, ...) to `columns`; sinks encode
+every column in insertion order. Derived records (features, alerts) ride along in `derived`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from daemon.sensors import SENSORS
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+SensorArray = npt.NDArray[np.int32]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(slots=True)
+class Batch:
+    """Readings as equally long columns; `len(batch)` is the number of readings."""
+
+    sensor: SensorArray
+    seq: IntArray
+    ts: FloatArray
+    value: FloatArray
+    stale: BoolArray
+    columns: dict[str, FloatArray] = field(default_factory=dict)
+    derived: list[dict[str, Any]] = field(default_factory=list)
+    replayed: bool = False  # came from a spool left by an earlier run
+
+    def __len__(self) -> int:
+        return int(self.seq.shape[0])
+
+    @classmethod
+    def of_sensor(
+        cls,
+        sensor_id: str,
+        seq: Any,
+        ts: Any,
+        value: Any,
+        stale: Any = None,
+        unit: str = "",
+        columns: dict[str, Any] | None = None,
+    ) -> Batch:
+        """One sensor's readings from any sequences (lists, arrays), in canonical dtypes."""
+        seq_a = np.asarray(seq, dtype=np.int64)
+        idx = SENSORS.intern(sensor_id, unit)
+        return cls.from_columns(
+            np.full(seq_a.shape[0], idx, dtype=np.int32), seq_a, ts, value, stale, columns
+        )
+
+    @classmethod
+    def from_columns(
+        cls,
+        sensor: Any,
+        seq: Any,
+        ts: Any,
+        value: Any,
+        stale: Any = None,
+        columns: dict[str, Any] | None = None,
+    ) -> Batch:
+        seq_a = np.asarray(seq, dtype=np.int64)
+        stale_a = (
+            np.zeros(seq_a.shape[0], dtype=np.bool_)
+            if stale is None
+            else np.asarray(stale, dtype=np.bool_)
+        )
+        return cls(
+            sensor=np.asarray(sensor, dtype=np.int32),
+            seq=seq_a,
+            ts=np.asarray(ts, dtype=np.float64),
+            value=np.asarray(value, dtype=np.float64),
+            stale=stale_a,
+            columns={k: np.asarray(v, dtype=np.float64) for k, v in (columns or {}).items()},
+        )
+
+    @classmethod
+    def concat(cls, batches: list[Batch]) -> Batch:
+        """One batch holding the rows of `batches` in order (their columns must match)."""
+        if len(batches) == 1:
+            return batches[0]
+        names = list(batches[0].columns)
+        return cls(
+            sensor=np.concatenate([b.sensor for b in batches]),
+            seq=np.concatenate([b.seq for b in batches]),
+            ts=np.concatenate([b.ts for b in batches]),
+            value=np.concatenate([b.value for b in batches]),
+            stale=np.concatenate([b.stale for b in batches]),
+            columns={n: np.concatenate([b.columns[n] for b in batches]) for n in names},
+            derived=[d for b in batches for d in b.derived],
+            replayed=any(b.replayed for b in batches),
+        )
+
+    def select(self, mask: BoolArray) -> Batch:
+        """The readings where `mask` is true, keeping derived records and every column."""
+        return Batch(
+            sensor=self.sensor[mask],
+            seq=self.seq[mask],
+            ts=self.ts[mask],
+            value=self.value[mask],
+            stale=self.stale[mask],
+            columns={k: v[mask] for k, v in self.columns.items()},
+            derived=self.derived,
+            replayed=self.replayed,
+        )
+
+    def sensor_ids(self) -> npt.NDArray[np.object_]:
+        """`sensor_id` string per row."""
+        ids: npt.NDArray[np.object_] = SENSORS.ids_array()[self.sensor]
+        return ids
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """A plain dict per reading (wire names; `ts` still epoch seconds). For tests, the spool
+        and the dead-letter file; never on a sink's hot path."""
+        ids = SENSORS.ids_array()
+        units = SENSORS.units_array()
+        cols = list(self.columns.items())
+        out: list[dict[str, Any]] = []
+        for i in range(len(self)):
+            s = int(self.sensor[i])
+            rec: dict[str, Any] = {
+                "sensor_id": ids[s],
+                "seq": int(self.seq[i]),
+                "ts": float(self.ts[i]),
+                "value": float(self.value[i]),
+                "unit": units[s],
+                "quality": "stale" if self.stale[i] else "ok",
+            }
+            for name, col in cols:
+                rec[name] = float(col[i])
+            out.append(rec)
+        return out

@@ -1,0 +1,184 @@
+"""Read the TOML file and turn it into an `AppConfig`, collecting every error with its key path."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from daemon.config.fields import ConfigError, ConfigIssue, Range, build
+from daemon.registry import REGISTRY, Kind
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    enabled: Annotated[bool, "serve /metrics and /healthz"] = False
+    host: Annotated[str, "bind address; loopback unless you mean it"] = "127.0.0.1"
+    port: Annotated[int, Range(ge=0, le=65535), "TCP port (0: any free port)"] = 9108
+    stale_after_s: Annotated[
+        float, Range(gt=0), "/healthz fails when nothing was written for this long"
+    ] = 60.0
+    breaker_open_max_s: Annotated[
+        float, Range(gt=0), "/healthz fails when a breaker stays open longer than this"
+    ] = 60.0
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], "log threshold"] = "info"
+    log_file: Annotated[str, "empty: stdout (journald); a path: JSON lines, reopened on SIGHUP"] = ""
+    shutdown_timeout_s: Annotated[
+        float, Range(gt=0), "drain deadline after SIGTERM before in-flight data is spooled"
+    ] = 20.0
+    health_interval_s: Annotated[float, Range(gt=0), "seconds between pipeline_health"] = 10.0
+    dead_letter: Annotated[str, "rejected input, one JSON line each"] = "data/dead-letter.jsonl"
+    queue_batches: Annotated[
+        int, Range(ge=1, le=100_000), "batches buffered between sources and stages"
+    ] = 64
+    loop_stall_s: Annotated[
+        float, Range(gt=0), "event-loop lag that counts as stalled (watchdog stops feeding)"
+    ] = 5.0
+    http: HttpConfig = field(default_factory=HttpConfig)
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    attempts: Annotated[int, Range(ge=1, le=100), "tries per write, the first included"] = 3
+    base_delay_s: Annotated[float, Range(ge=0), "first backoff; doubles per attempt"] = 0.05
+    max_delay_s: Annotated[float, Range(gt=0), "cap on one backoff"] = 2.0
+    jitter: Annotated[bool, "randomise each backoff in [0, delay]"] = True
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    failure_threshold: Annotated[
+        int, Range(ge=1), "consecutive failed writes that open the breaker"
+    ] = 5
+    reset_timeout_s: Annotated[float, Range(gt=0), "open time before a half-open probe"] = 5.0
+
+
+@dataclass(frozen=True)
+class SinkResilience:
+    """The keys every sink has besides its own: retry, breaker and spool."""
+
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    spool_dir: Annotated[str, "default: data/spool/<type>-<index>"] = ""
+    spool_segment_bytes: Annotated[
+        int, Range(ge=4096), "spool segment size before it is sealed"
+    ] = 16 * 1024 * 1024
+
+
+_RESILIENCE_KEYS = {"retry", "breaker", "spool_dir", "spool_segment_bytes"}
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    kind: Kind
+    type: str
+    label: str  # e.g. "sinks[0]"
+    cls: type[Any]
+    config: Any
+    resilience: SinkResilience | None = None  # sinks only
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    daemon: DaemonConfig
+    sources: tuple[ComponentSpec, ...]
+    stages: tuple[ComponentSpec, ...]
+    sinks: tuple[ComponentSpec, ...]
+    path: str = ""
+
+    def describe_changes(self, other: AppConfig) -> list[str]:
+        """Top-level keys (`daemon`, `sources[0]`, ...) whose values differ from `other`."""
+        changed = [] if self.daemon == other.daemon else ["daemon"]
+        for section in ("sources", "stages", "sinks"):
+            mine, theirs = getattr(self, section), getattr(other, section)
+            for i in range(max(len(mine), len(theirs))):
+                a = mine[i] if i < len(mine) else None
+                b = theirs[i] if i < len(theirs) else None
+                if a is None or b is None or (a.type, a.config, a.resilience) != (
+                    b.type, b.config, b.resilience
+                ):
+                    changed.append(f"{section}[{i}]")
+        return changed
+
+
+def load_config(path: str | Path) -> AppConfig:
+    """Read and validate `path`; raise ConfigError naming every bad key."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigIssue(str(p), "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(str(p), f"cannot read: {exc}")]) from None
+    return parse_config(text, source=str(p))
+
+
+def parse_config(text: str, source: str = "<string>") -> AppConfig:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigIssue(source, f"invalid TOML: {exc}")]) from None
+    issues: list[ConfigIssue] = []
+    known = {"daemon", "sources", "stages", "sinks"}
+    for key in raw:
+        if key not in known:
+            issues.append(ConfigIssue(key, f"unknown section (known: {', '.join(sorted(known))})"))
+    daemon = build(DaemonConfig, raw.get("daemon", {}), "daemon", issues)
+    sources = _components(raw, "sources", "source", issues)
+    stages = _components(raw, "stages", "stage", issues)
+    sinks = _components(raw, "sinks", "sink", issues)
+    if not sources and "sources" not in raw:
+        issues.append(ConfigIssue("sources", "at least one [[sources]] is required"))
+    if not sinks and "sinks" not in raw:
+        issues.append(ConfigIssue("sinks", "at least one [[sinks]] is required"))
+    if issues or daemon is None:
+        raise ConfigError(issues)
+    return AppConfig(daemon, tuple(sources), tuple(stages), tuple(sinks), path=source)
+
+
+def _components(
+    raw: dict[str, Any], section: str, kind: Kind, issues: list[ConfigIssue]
+) -> list[ComponentSpec]:
+    tables = raw.get(section, [])
+    if not isinstance(tables, list):
+        issues.append(ConfigIssue(section, f"must be an array of tables ([[{section}]])"))
+        return []
+    if section in raw and not tables and section != "stages":
+        issues.append(ConfigIssue(section, "must not be empty"))
+    specs = []
+    for i, table in enumerate(tables):
+        label = f"{section}[{i}]"
+        if not isinstance(table, dict):
+            issues.append(ConfigIssue(label, "must be a table"))
+            continue
+        type_name = table.get("type")
+        if not isinstance(type_name, str):
+            issues.append(ConfigIssue(f"{label}.type", "is required (a component name)"))
+            continue
+        entry = REGISTRY.get(kind, type_name)
+        if entry is None:
+            names = ", ".join(REGISTRY.names(kind))
+            issues.append(
+                ConfigIssue(f"{label}.type", f"unknown {kind} type {type_name!r} (known: {names})")
+            )
+            continue
+        params = {k: v for k, v in table.items() if k != "type"}
+        resilience = None
+        if kind == "sink":
+            res_raw = {k: params.pop(k) for k in list(params) if k in _RESILIENCE_KEYS}
+            resilience = build(SinkResilience, res_raw, label, issues)
+            if resilience is not None and not resilience.spool_dir:
+                resilience = SinkResilience(
+                    retry=resilience.retry,
+                    breaker=resilience.breaker,
+                    spool_dir=f"data/spool/{type_name}-{i}",
+                    spool_segment_bytes=resilience.spool_segment_bytes,
+                )
+        config = build(entry.cls.Config, params, label, issues)
+        if config is not None and (kind != "sink" or resilience is not None):
+            specs.append(ComponentSpec(kind, type_name, label, entry.cls, config, resilience))
+    return specs

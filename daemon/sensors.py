@@ -1,0 +1,53 @@
+"""The process-wide sensor table: `sensor_id` strings interned to small integers.
+
+Why: batches carry many sensors' readings as numpy columns, and window stages keep per-sensor
+state in arrays indexed by sensor. A string per reading would cost a Python object each; an
+int32 index costs four bytes and vectorises. The table only grows (like `sys.intern`), and is the
+one piece of process-wide state: every source, stage and sink must agree on the mapping.
+"""
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+
+class SensorTable:
+    def __init__(self) -> None:
+        self._index: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._units: list[str] = []
+        self._ids_array: npt.NDArray[np.object_] = np.empty(0, dtype=object)
+        self._units_array: npt.NDArray[np.object_] = np.empty(0, dtype=object)
+
+    def intern(self, sensor_id: str, unit: str = "") -> int:
+        """The index of `sensor_id`, adding it on first sight. The first unit seen sticks."""
+        idx = self._index.get(sensor_id)
+        if idx is None:
+            idx = len(self._ids)
+            self._index[sensor_id] = idx
+            self._ids.append(sensor_id)
+            self._units.append(unit)
+        return idx
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def sensor_id(self, idx: int) -> str:
+        return self._ids[idx]
+
+    def unit(self, idx: int) -> str:
+        return self._units[idx]
+
+    def ids_array(self) -> npt.NDArray[np.object_]:
+        """`sensor_id` per index as a numpy object array (for vectorised lookups by sinks)."""
+        if len(self._ids_array) != len(self._ids):
+            self._ids_array = np.array(self._ids, dtype=object)
+        return self._ids_array
+
+    def units_array(self) -> npt.NDArray[np.object_]:
+        if len(self._units_array) != len(self._units):
+            self._units_array = np.array(self._units, dtype=object)
+        return self._units_array
+
+
+SENSORS = SensorTable()
