@@ -19,8 +19,8 @@ The base gives `__init__(config, ctx)`, `open()` and `close()`; subclasses overr
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from daemon.batch import Batch
 from daemon.registry import REGISTRY, Kind
@@ -50,6 +50,15 @@ class SinkProtocol(Protocol):
     async def flush(self) -> None: ...
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def required(method: _F) -> _F:
+    """Marks a base-class placeholder that a registered component must override."""
+    method.__ingestd_required__ = True  # type: ignore[attr-defined]
+    return method
+
+
 class Component:
     kind: ClassVar[Kind]
     name: ClassVar[str]
@@ -77,6 +86,7 @@ class Source(Component):
     kind = "source"
     protocol = SourceProtocol
 
+    @required
     def stream(self) -> AsyncIterator[Batch]:
         raise NotImplementedError
 
@@ -85,6 +95,7 @@ class Stage(Component):
     kind = "stage"
     protocol = StageProtocol
 
+    @required
     def process(self, batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
         raise NotImplementedError
 
@@ -101,6 +112,7 @@ class Sink(Component):
     kind = "sink"
     protocol = SinkProtocol
 
+    @required
     async def write(self, batch: Batch) -> None:
         raise NotImplementedError
 

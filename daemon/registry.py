@@ -50,10 +50,8 @@ class Registry:
                 pass  # the same class re-imported (e.g. by a test re-loading a module)
             else:
                 raise RegistryError(f"{kind} {name!r} registered twice: {existing.cls} and {cls}")
-        missing = [
-            m for m in getattr(protocol, "__protocol_attrs__", _protocol_methods(protocol))
-            if not hasattr(cls, m)
-        ]
+        methods = getattr(protocol, "__protocol_attrs__", None) or _protocol_methods(protocol)
+        missing = [m for m in sorted(methods) if _unimplemented(cls, m)]
         if missing:
             raise RegistryError(f"{kind} {name!r} ({cls.__qualname__}) lacks {missing}")
         config = getattr(cls, "Config", None)
@@ -82,6 +80,12 @@ class Registry:
             importlib.import_module(module)
         for ep in entry_points(group="ingestd.plugins"):
             ep.load()
+
+
+def _unimplemented(cls: type[Any], method: str) -> bool:
+    """Absent, not callable, or still the base class's placeholder."""
+    attr = getattr(cls, method, None)
+    return not callable(attr) or bool(getattr(attr, "__ingestd_required__", False))
 
 
 def _protocol_methods(protocol: type[Any]) -> list[str]:

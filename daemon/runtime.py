@@ -55,10 +55,12 @@ class ComponentContext:
 
     @property
     def carry(self) -> dict[str, Any]:
-        return self.state.carry.setdefault(self.label, {})
+        mine: dict[str, Any] = self.state.carry.setdefault(self.label, {})
+        return mine
 
     def gauge(self) -> dict[str, Any]:
-        return self.state.gauges.setdefault(self.label, {})
+        gauges: dict[str, Any] = self.state.gauges.setdefault(self.label, {})
+        return gauges
 
     @classmethod
     def for_test(cls, label: str = "test", dead_letter_path: str = "dead-letter.jsonl") -> (

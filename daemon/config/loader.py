@@ -75,7 +75,7 @@ _RESILIENCE_KEYS = {"retry", "breaker", "spool_dir", "spool_segment_bytes"}
 @dataclass(frozen=True)
 class ComponentSpec:
     kind: Kind
-    type: str
+    name: str  # the registered component name, the config's `type`
     label: str  # e.g. "sinks[0]"
     cls: type[Any]
     config: Any
@@ -98,8 +98,8 @@ class AppConfig:
             for i in range(max(len(mine), len(theirs))):
                 a = mine[i] if i < len(mine) else None
                 b = theirs[i] if i < len(theirs) else None
-                if a is None or b is None or (a.type, a.config, a.resilience) != (
-                    b.type, b.config, b.resilience
+                if a is None or b is None or (a.name, a.config, a.resilience) != (
+                    b.name, b.config, b.resilience
                 ):
                     changed.append(f"{section}[{i}]")
         return changed

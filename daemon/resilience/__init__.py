@@ -1,1 +1,40 @@
-"""resilience package."""
+"""Resilience around every sink write: retry, circuit breaker, durable spool, and the guarded sink
+that combines them in the order that keeps readings in order and loses none."""
+
+from daemon.resilience.breaker import (
+    AsyncCircuitBreaker,
+    BreakerState,
+    CircuitBreaker,
+    CircuitOpenError,
+)
+from daemon.resilience.codec import PayloadError, decode_batch, encode_batch
+from daemon.resilience.guarded import (
+    EVENT_BREAKER_STATE_CHANGED,
+    EVENT_SPOOL_REPLAYED,
+    Delivery,
+    GuardedSink,
+)
+from daemon.resilience.retry import backoff_delay, fast_retries, is_testing, retry_call, set_testing
+from daemon.resilience.spool import EVENT_SPOOL_RECORD_CORRUPT, Spool, SpooledBatch
+
+__all__ = [
+    "EVENT_BREAKER_STATE_CHANGED",
+    "EVENT_SPOOL_RECORD_CORRUPT",
+    "EVENT_SPOOL_REPLAYED",
+    "AsyncCircuitBreaker",
+    "BreakerState",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "Delivery",
+    "GuardedSink",
+    "PayloadError",
+    "Spool",
+    "SpooledBatch",
+    "backoff_delay",
+    "decode_batch",
+    "encode_batch",
+    "fast_retries",
+    "is_testing",
+    "retry_call",
+    "set_testing",
+]

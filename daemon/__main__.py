@@ -1,0 +1,4 @@
+"""`python -m daemon` is `ingestd`."""
+from daemon.cli import entrypoint
+
+entrypoint()

@@ -1,0 +1,50 @@
+"""The stable event names, defined once.
+
+Operators grep for these, dashboards and `ingestd tail --event` filter on them, and the contract
+checks look for some of them by name: an event name is an interface, so it lives here and code
+logs `events.SENSOR_DOWN`, never a string literal typed at the call site.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# lifecycle
+DAEMON_STARTED: Final = "daemon_started"
+PIPELINE_HEALTH: Final = "pipeline_health"
+PIPELINE_FAILED: Final = "pipeline_failed"
+CONFIG_RELOADED: Final = "config_reloaded"
+CONFIG_RELOAD_FAILED: Final = "config_reload_failed"
+SHUTDOWN_STARTED: Final = "shutdown_started"
+SHUTDOWN_FORCED: Final = "shutdown_forced"
+SHUTDOWN_TIMEOUT: Final = "shutdown_timeout"
+SHUTDOWN_ABANDONED: Final = "shutdown_abandoned"
+SHUTDOWN_COMPLETE: Final = "shutdown_complete"
+
+# sinks and resilience
+BREAKER_STATE_CHANGED: Final = "breaker_state_changed"
+SINK_RETRY: Final = "sink_retry"
+SINK_REJECTED: Final = "sink_rejected"
+SPOOL_REPLAYED: Final = "spool_replayed"
+SPOOL_RECORD_CORRUPT: Final = "spool_record_corrupt"
+
+# sources and stages
+SENSOR_DOWN: Final = "sensor_down"
+SENSOR_RECOVERED: Final = "sensor_recovered"
+FEATURE_WORKER_CRASHED: Final = "feature_worker_crashed"
+FEATURES_FAILED: Final = "features_failed"
+
+# observability itself
+LOG_REOPENED: Final = "log_reopened"
+LOG_REOPEN_FAILED: Final = "log_reopen_failed"
+UNCAUGHT_EXCEPTION: Final = "uncaught_exception"
+NOTIFY_FAILED: Final = "notify_failed"
+LOOP_STALLED: Final = "loop_stalled"
+LOOP_RECOVERED: Final = "loop_recovered"
+HTTP_STARTED: Final = "http_started"
+HTTP_REQUEST_FAILED: Final = "http_request_failed"
+
+ALL: Final[frozenset[str]] = frozenset(
+    value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)
+)
+"""Every event name above (for tests and for `ingestd tail` completion)."""

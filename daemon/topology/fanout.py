@@ -1,0 +1,51 @@
+"""Deliver each batch to every sink and count each reading exactly once.
+
+A reading is `written` when every sink acknowledged it, `spooled` when any sink had to park it
+in its spool, and `rejected` when any sink refused it permanently (then it is dead-lettered once,
+with the reason). Derived records (features) ride along and are not readings.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from daemon.batch import Batch
+from daemon.resilience import Delivery, GuardedSink
+from daemon.runtime import RunState
+
+
+class FanOut:
+    def __init__(self, sinks: list[GuardedSink], state: RunState) -> None:
+        self.sinks = sinks
+        self.state = state
+        self.last_written_at: float | None = None
+
+    async def deliver(self, batch: Batch) -> None:
+        if len(self.sinks) == 1:
+            results = [await self.sinks[0].deliver(batch)]
+        else:
+            results = list(await asyncio.gather(*(s.deliver(batch) for s in self.sinks)))
+        self._count(batch, results)
+
+    def _count(self, batch: Batch, results: list[Delivery]) -> None:
+        n = len(batch)
+        if n == 0:
+            return
+        counters = self.state.counters
+        rejected = [r for r in results if r.outcome == "rejected"]
+        if rejected:
+            reason = rejected[0].reason or "rejected by sink"
+            labels = [s.ctx.label for s, r in zip(self.sinks, results, strict=True) if r is rejected[0]]
+            for record in batch.to_records():
+                self.state.dead_letter.write(reason, source=labels[0], raw=record)
+            counters.rejected += n
+        elif any(r.outcome == "spooled" for r in results):
+            counters.spooled += n
+        else:
+            counters.written += n
+            self.last_written_at = asyncio.get_running_loop().time()
+
+    async def replay_idle(self) -> None:
+        """Give each sink a chance to replay its spool when no new data is arriving (each
+        guarded sink serialises this with its own deliveries)."""
+        for sink in self.sinks:
+            await sink.maybe_replay()

@@ -1,0 +1,129 @@
+"""One pipeline run: sources → bounded queue → stage chain → fan-out to guarded sinks.
+
+Every arrow is bounded: sources block on the queue when the stages are slow, the stages are
+async generators pulled by the sink loop, and the sink loop awaits every delivery. Memory is
+bounded by `queue_batches` plus what each stage holds, never by the stream's length.
+
+The run ends when every source is exhausted or `state.stop` was set and everything already read
+has gone through the stages into the sinks (the drain). With `state.force` set, the guarded
+sinks spool instead of writing, so the drain finishes at disk speed.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from daemon.batch import Batch
+from daemon.components import Source, Stage
+from daemon.config import AppConfig
+from daemon.observability.health import StageStats
+from daemon.runtime import RunState
+from daemon.topology.build import Components, build_components
+from daemon.topology.fanout import FanOut
+
+IDLE_REPLAY_S = 1.0
+
+
+class Pipeline:
+    def __init__(self, config: AppConfig, state: RunState) -> None:
+        self.config = config
+        self.state = state
+        self.components: Components = build_components(config, state)
+        self.fanout = FanOut(self.components.sinks, state)
+        self.stage_stats: dict[str, StageStats] = {
+            stage.ctx.label: StageStats() for stage in self.components.stages
+        }
+        self.queue: asyncio.Queue[Batch | None] | None = None
+        self.started = asyncio.Event()
+
+    @property
+    def queue_depth(self) -> int:
+        return self.queue.qsize() if self.queue is not None else 0
+
+    async def run(self) -> None:
+        comps = self.components
+        opened: list[Source | Stage] = []
+        try:
+            for sink in comps.sinks:
+                await sink.open()
+            for stage in comps.stages:
+                await stage.open()
+                opened.append(stage)
+            for source in comps.sources:
+                await source.open()
+                opened.append(source)
+            self.queue = asyncio.Queue(maxsize=self.config.daemon.queue_batches)
+            pump = asyncio.create_task(self._pump(comps.sources, self.queue), name="sources")
+            replayer = asyncio.create_task(self._replay_when_idle(), name="idle-replay")
+            self.started.set()
+            try:
+                await self._sink_loop(self._chain(self.queue, comps.stages))
+                await pump  # re-raises a source's error, if any
+            finally:
+                for task in (pump, replayer):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        finally:
+            for component in reversed(opened):
+                await component.close()
+            for sink in comps.sinks:
+                await sink.close()
+
+    async def _pump(self, sources: list[Source], queue: asyncio.Queue[Batch | None]) -> None:
+        counters = self.state.counters
+
+        async def drain(source: Source) -> None:
+            async for batch in source.stream():
+                counters.read += len(batch)
+                await queue.put(batch)
+
+        try:
+            await asyncio.gather(*(drain(s) for s in sources))
+        finally:
+            await queue.put(None)  # end of stream: the stages drain and finish
+
+    def _chain(
+        self, queue: asyncio.Queue[Batch | None], stages: list[Stage]
+    ) -> AsyncIterator[Batch]:
+        stream: AsyncIterator[Batch] = _from_queue(queue)
+        for stage in stages:
+            stats = self.stage_stats[stage.ctx.label]
+            stream = _measured(stage, stream, stats)
+        return stream
+
+    async def _sink_loop(self, stream: AsyncIterator[Batch]) -> None:
+        async for batch in stream:
+            await self.fanout.deliver(batch)
+
+    async def _replay_when_idle(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_REPLAY_S)
+            await self.fanout.replay_idle()
+
+
+async def _from_queue(queue: asyncio.Queue[Batch | None]) -> AsyncIterator[Batch]:
+    while (batch := await queue.get()) is not None:
+        yield batch
+
+
+async def _measured(
+    stage: Stage, upstream: AsyncIterator[Batch], stats: StageStats
+) -> AsyncIterator[Batch]:
+    """Run `stage` over `upstream`, recording readings in/out and the time each batch spent
+    inside the stage (from being handed in to the stage yielding its result)."""
+    handed_in = [0.0]
+    count_in = [0]
+
+    async def counted() -> AsyncIterator[Batch]:
+        async for batch in upstream:
+            count_in[0] += len(batch)
+            handed_in[0] = time.perf_counter()
+            yield batch
+
+    async for out in stage.process(counted()):
+        stats.record(count_in[0], len(out), time.perf_counter() - handed_in[0])
+        count_in[0] = 0
+        yield out

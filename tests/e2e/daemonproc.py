@@ -1,0 +1,221 @@
+"""Run ingestd as users do: a process with real signals, files and JSON logs on stdout."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Event = dict[str, Any]
+
+
+def write_config(
+    tmp: Path,
+    *,
+    sensors: int = 10,
+    rate_hz: float = 1000.0,
+    max_readings: int = 200,
+    fault_rate: float = 0.0,
+    sink_path: Path | None = None,
+    spool_dir: Path | None = None,
+    features: str = "",
+    id_prefix: str = "S",
+    health_interval_s: float = 0.5,
+    shutdown_timeout_s: float = 20.0,
+    extra: str = "",
+) -> Path:
+    sink_path = sink_path or tmp / "out.jsonl"
+    spool_dir = spool_dir or tmp / "spool"
+    text = f"""
+[daemon]
+log_level = "info"
+shutdown_timeout_s = {shutdown_timeout_s}
+health_interval_s = {health_interval_s}
+dead_letter = "{tmp / "dead-letter.jsonl"}"
+
+[[sources]]
+type = "simulated"
+sensors = {sensors}
+rate_hz = {rate_hz}
+max_readings = {max_readings}
+anomaly_rate = 0.05
+fault_rate = {fault_rate}
+seed = 7
+id_prefix = "{id_prefix}"
+
+[[stages]]
+type = "threshold_filter"
+min = 10.0
+max = 100.0
+
+[[stages]]
+type = "normalize"
+window = 50
+
+[[stages]]
+type = "moving_average"
+window = 10
+{features}
+[[sinks]]
+type = "jsonl"
+path = "{sink_path}"
+spool_dir = "{spool_dir}"
+[sinks.retry]
+attempts = 2
+base_delay_s = 0.01
+[sinks.breaker]
+failure_threshold = 3
+reset_timeout_s = 0.5
+{extra}
+"""
+    path = tmp / "ingestd.toml"
+    path.write_text(text)
+    return path
+
+
+FEATURES = """
+[[stages]]
+type = "features"
+window = {window}
+workers = {workers}
+"""
+
+
+class DaemonProcess:
+    """`ingestd run -c CONFIG` in its own session; stdout parsed as JSON log events."""
+
+    def __init__(self, config: Path, env: dict[str, str] | None = None, cwd: Path | None = None):
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "run", "-c", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        self.events: list[Event] = []
+        self.raw_lines: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _take(self, timeout: float) -> str | None:
+        line = self._lines.get(timeout=timeout)
+        if line is not None:
+            self.raw_lines.append(line)
+            if line.strip():
+                self.events.append(json.loads(line))
+        return line
+
+    def wait_for(self, predicate: Callable[[Event], bool], timeout: float = 20.0) -> Event:
+        """Block until a log event satisfies `predicate` (the daemon's own signal of progress)."""
+        for event in self.events:
+            if predicate(event):
+                return event
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._take(left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            if line.strip() and predicate(self.events[-1]):
+                return self.events[-1]
+        raise AssertionError(
+            f"no matching event within {timeout}s; last: {self.raw_lines[-5:]}; "
+            f"stderr: {self._stderr_tail()}"
+        )
+
+    def wait_event(self, name: str, timeout: float = 20.0) -> Event:
+        return self.wait_for(lambda e: e.get("event") == name, timeout)
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def finish(self, timeout: float = 30.0) -> int:
+        """Wait for exit, collect the remaining log lines, return the exit code."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        while True:
+            try:
+                if self._take(timeout=5.0) is None:
+                    break
+            except queue.Empty:
+                break
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def _stderr_tail(self) -> str:
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return "(running)"
+        return self.proc.stderr.read()[-2000:]
+
+    @property
+    def stderr(self) -> str:
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read()
+
+    def counters(self) -> dict[str, int]:
+        done = [e for e in self.events if e.get("event") == "shutdown_complete"]
+        assert done, f"no shutdown_complete; last lines: {self.raw_lines[-5:]}"
+        counters: dict[str, int] = done[-1]["counters"]
+        return counters
+
+
+def reconciles(c: dict[str, int]) -> bool:
+    return c["read"] + c.get("replayed", 0) == (
+        c["written"] + c["filtered"] + c["rejected"] + c["spooled"]
+    )
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Every JSON line of the sink file and its rotated siblings."""
+    rows: list[dict[str, Any]] = []
+    for p in sorted(path.parent.glob(path.name + "*")):
+        rows.extend(json.loads(line) for line in p.read_text().splitlines() if line.strip())
+    return rows
+
+
+def readings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r.get("kind") == "reading"]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant pid of `pid`, from /proc."""
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        current = frontier.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                found.append(child)
+                frontier.append(child)
+    return found

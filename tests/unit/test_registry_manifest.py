@@ -1,0 +1,89 @@
+"""Components register by name, are checked structurally, and document themselves."""
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import pytest
+
+from daemon.batch import Batch
+from daemon.cli import main
+from daemon.components import Stage
+from daemon.config import Range, parse_config
+from daemon.manifest import manifest
+from daemon.registry import REGISTRY, RegistryError
+
+
+class Clamp(Stage, name="test_clamp"):
+    """Clamps values into [lo, hi]."""
+
+    @dataclass(frozen=True)
+    class Config:
+        lo: Annotated[float, "lowest value kept"] = 0.0
+        hi: Annotated[float, Range(le=1000), "highest value kept"] = 1.0
+
+    async def process(self, batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
+        async for batch in batches:
+            batch.value = batch.value.clip(self.config.lo, self.config.hi)
+            yield batch
+
+
+def test_builtins_are_registered() -> None:
+    assert {"simulated", "file"} <= set(REGISTRY.names("source"))
+    assert {"threshold_filter", "normalize", "moving_average", "features"} <= set(
+        REGISTRY.names("stage")
+    )
+    assert {"jsonl", "console"} <= set(REGISTRY.names("sink"))
+
+
+def test_a_new_stage_is_one_class_usable_from_config() -> None:
+    cfg = parse_config(
+        """
+[[sources]]
+type = "simulated"
+sensors = 1
+rate_hz = 1
+[[stages]]
+type = "test_clamp"
+hi = 5.0
+[[sinks]]
+type = "console"
+"""
+    )
+    assert cfg.stages[0].cls is Clamp
+    assert cfg.stages[0].config == Clamp.Config(lo=0.0, hi=5.0)
+
+
+def test_a_component_missing_its_method_is_refused_at_registration() -> None:
+    with pytest.raises(RegistryError, match="lacks \\['process'\\]"):
+
+        class Broken(Stage, name="test_broken"):
+            @dataclass(frozen=True)
+            class Config:
+                pass
+
+
+def test_manifest_comes_from_the_config_signature() -> None:
+    (entry,) = [e for e in manifest() if e["name"] == "test_clamp"]
+    assert entry["doc"] == "Clamps values into [lo, hi]."
+    assert entry["params"] == [
+        {"name": "lo", "type": "float", "default": 0.0, "required": False, "bounds": "",
+         "doc": "lowest value kept"},
+        {"name": "hi", "type": "float", "default": 1.0, "required": False,
+         "bounds": "<= 1000", "doc": "highest value kept"},
+    ]
+
+
+def test_stages_command_prints_every_component(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stages", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    names = {(e["kind"], e["name"]) for e in entries}
+    assert ("stage", "normalize") in names
+    normalize = next(e for e in entries if e["name"] == "normalize")
+    assert any(p["name"] == "window" and p["bounds"] == ">= 1" for p in normalize["params"])
+    assert main(["stages"]) == 0
+    text = capsys.readouterr().out
+    assert "stage normalize:" in text
+    assert "retry: table" in text
