@@ -1,1 +1,14 @@
-"""sinks package."""
+"""Sinks: where readings end up. Importing this package registers every built-in sink."""
+
+from daemon.sinks.console import ConsoleSink
+from daemon.sinks.encode import WireEncoder, encode_batch, encode_derived, encode_for_sink
+from daemon.sinks.jsonl import JsonlSink
+
+__all__ = [
+    "ConsoleSink",
+    "JsonlSink",
+    "WireEncoder",
+    "encode_batch",
+    "encode_derived",
+    "encode_for_sink",
+]
