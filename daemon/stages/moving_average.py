@@ -1,0 +1,48 @@
+"""`moving_average`: the mean of each sensor's last `window` values."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from daemon.batch import Batch, FloatArray
+from daemon.components import Stage
+from daemon.config.fields import Range
+from daemon.runtime import ComponentContext
+from daemon.stages.grouping import carried
+from daemon.stages.window import SUM, SlidingWindows
+
+
+class MovingAverage(Stage, name="moving_average"):
+    """Adds `moving_avg` = the mean of the sensor's last `window` values (current included)."""
+
+    @dataclass(frozen=True)
+    class Config:
+        window: Annotated[
+            int, Range(ge=1, le=100_000), "readings per sensor (the current one included) averaged"
+        ] = 10
+
+    def __init__(self, config: Config, ctx: ComponentContext) -> None:
+        super().__init__(config, ctx)
+        self.config: MovingAverage.Config = config
+        self.windows = carried(
+            ctx.carry,
+            "moving_average.windows",
+            SlidingWindows,
+            lambda: SlidingWindows(config.window, (SUM,)),
+            window=config.window,
+        )
+
+    async def process(self, batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
+        async for batch in batches:
+            if len(batch) or batch.derived:  # an empty batch only travels for its derived records
+                batch.columns["moving_avg"] = self.moving_avg(batch)
+                yield batch
+
+    def moving_avg(self, batch: Batch) -> FloatArray:
+        """The column for `batch`, advancing every sensor's window past it."""
+        rows = self.windows.push(batch.sensor, batch.value)
+        (total,) = rows.reduced
+        mean: FloatArray = total / rows.counts
+        return mean

@@ -1,0 +1,53 @@
+"""`normalize`: each reading's position within its sensor's recent range, in [0, 1]."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import numpy as np
+
+from daemon.batch import Batch, FloatArray
+from daemon.components import Stage
+from daemon.config.fields import Range
+from daemon.runtime import ComponentContext
+from daemon.stages.grouping import carried
+from daemon.stages.window import MAX, MIN, SlidingWindows
+
+
+class Normalize(Stage, name="normalize"):
+    """Adds `normalized` = (v - min) / (max - min) over the sensor's last `window` values."""
+
+    @dataclass(frozen=True)
+    class Config:
+        window: Annotated[
+            int,
+            Range(ge=1, le=100_000),
+            "readings per sensor (the current one included) that set min and max",
+        ] = 50
+
+    def __init__(self, config: Config, ctx: ComponentContext) -> None:
+        super().__init__(config, ctx)
+        self.config: Normalize.Config = config
+        self.windows = carried(
+            ctx.carry,
+            "normalize.windows",
+            SlidingWindows,
+            lambda: SlidingWindows(config.window, (MIN, MAX)),
+            window=config.window,
+        )
+
+    async def process(self, batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
+        async for batch in batches:
+            if len(batch) or batch.derived:  # an empty batch only travels for its derived records
+                batch.columns["normalized"] = self.normalized(batch)
+                yield batch
+
+    def normalized(self, batch: Batch) -> FloatArray:
+        """The column for `batch`, advancing every sensor's window past it."""
+        lo, hi = self.windows.push(batch.sensor, batch.value).reduced
+        span = hi - lo
+        out = np.zeros(len(batch), dtype=np.float64)
+        np.divide(batch.value - lo, span, out=out, where=span > 0)
+        return out

@@ -1,0 +1,248 @@
+"""features through a real process pool: warm start, one submission per batch, in-order output,
+a SIGKILLed worker recovered without losing records, and `force` not waiting on a stuck pool.
+
+The pool's records are compared with the inline stage's (workers=0), which test_features_stage.py
+checks against the per-record reference: same math, so they must be equal exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import structlog
+
+from daemon.batch import Batch, FloatArray
+from daemon.observability import events
+from daemon.runtime import ComponentContext
+from daemon.sensors import SENSORS
+from daemon.stages import Features
+from daemon.stages.feature_pool import FeaturePool
+
+WINDOW = 8
+
+
+def batches(seed: int, rows: int = 1_200, size: int = 37, n_sensors: int = 3) -> list[Batch]:
+    """Random readings of a few interleaved sensors (seq counting per sensor), in batches."""
+    rng = np.random.default_rng(seed)
+    ids = np.array([SENSORS.intern(f"P{seed}-{i}") for i in range(n_sensors)], dtype=np.int32)
+    sensor = ids[rng.integers(0, n_sensors, rows)]
+    seq = np.zeros(rows, dtype=np.int64)
+    for idx in ids:  # per-sensor running count (a loop over 3 sensors, test setup only)
+        mine = sensor == idx
+        seq[mine] = np.arange(int(mine.sum()))
+    ts = 1.7e9 + seq * 0.1 + rng.uniform(0, 0.01, rows)
+    value = rng.normal(30, 5, rows)
+    return [
+        Batch.from_columns(
+            sensor[i : i + size], seq[i : i + size], ts[i : i + size], value[i : i + size]
+        )
+        for i in range(0, rows, size)
+    ]
+
+
+async def feed(items: Iterable[Batch]) -> AsyncIterator[Batch]:
+    for batch in items:
+        yield batch
+
+
+async def collect(stream: AsyncIterator[Batch]) -> list[Batch]:
+    return [batch async for batch in stream]
+
+
+def records(out: list[Batch]) -> list[dict[str, Any]]:
+    return [d for b in out for d in b.derived]
+
+
+async def inline_records(seed: int, **kw: int) -> list[dict[str, Any]]:
+    stage = Features(Features.Config(window=WINDOW, workers=0), ComponentContext.for_test())
+    return records(await collect(stage.process(feed(batches(seed, **kw)))))
+
+
+def same_batches(got: list[Batch], want: list[Batch]) -> bool:
+    return len(got) == len(want) and all(g is w for g, w in zip(got, want, strict=True))
+
+
+async def opened(workers: int = 1, max_pending: int = 4) -> Features:
+    stage = Features(
+        Features.Config(window=WINDOW, workers=workers, max_pending=max_pending),
+        ComponentContext.for_test(),
+    )
+    await stage.open()
+    return stage
+
+
+async def feed_then(
+    batches: list[Batch], at: int, action: Callable[[], None]
+) -> AsyncIterator[Batch]:
+    """Yield `batches`, running `action` when the stage asks for batch number `at`."""
+    for i, batch in enumerate(batches):
+        if i == at:
+            action()
+        yield batch
+
+
+async def test_pool_agrees_with_inline_with_one_submission_per_batch() -> None:
+    stage = await opened(max_pending=3)
+    assert stage.pool is not None
+    assert len(stage.pool.worker_pids()) == 1  # started and warmed before any data
+    try:
+        inputs = batches(0)
+        with_windows = 0
+        pending_seen = []
+        out = []
+        async for batch in stage.process(feed(inputs)):
+            out.append(batch)
+            with_windows += bool(batch.derived)
+            pending_seen.append(stage.ctx.gauge()["pending"])
+    finally:
+        await stage.close()
+    want = await inline_records(0)
+    assert records(out) == want
+    assert same_batches(out, inputs)  # every batch passed on, in input order
+    assert stage.pool.submissions == with_windows  # one per batch that completed windows
+    assert with_windows < len(want)  # ... not one per window
+    assert stage.ctx.gauge()["submissions"] == with_windows
+    assert max(pending_seen) <= 3
+
+
+async def test_a_sigkilled_worker_is_replaced_and_nothing_is_lost() -> None:
+    stage = await opened(max_pending=6)
+    assert stage.pool is not None
+    victim = stage.pool.worker_pids()[0]
+    try:
+        with structlog.testing.capture_logs() as logs:
+            source = feed_then(batches(1), 12, lambda: os.kill(victim, signal.SIGKILL))
+            out = await collect(stage.process(source))
+    finally:
+        await stage.close()
+    assert records(out) == await inline_records(1)
+    assert stage.pool.restarts == 1
+    assert stage.ctx.gauge()["pool_restarts"] == 1
+    assert [e["event"] for e in logs].count(events.FEATURE_WORKER_CRASHED) == 1
+    assert victim not in stage.pool.worker_pids()
+
+
+async def test_a_quiet_source_does_not_hold_back_a_finished_batch() -> None:
+    first, second = batches(5, rows=300, size=150)
+    resume = asyncio.Event()
+
+    async def source() -> AsyncIterator[Batch]:
+        yield first
+        await resume.wait()  # a source with nothing to say for a while
+        yield second
+
+    stage = await opened()
+    try:
+        stream = stage.process(source())
+        async with asyncio.timeout(10):
+            got = await anext(stream)  # arrives while the source is still quiet
+        assert got is first
+        assert got.derived
+        resume.set()
+        rest = await collect(stream)
+    finally:
+        await stage.close()
+    assert same_batches(rest, [second])
+    assert records([got, *rest]) == await inline_records(5, rows=300, size=150)
+
+
+def crash(values: FloatArray, ts: FloatArray) -> FloatArray:
+    """A worker that dies on every task, as a segfaulting extension would."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+class CrashingPool(FeaturePool):
+    """The real pool machinery, running a task that kills its worker."""
+
+    def submit(
+        self, values: FloatArray, ts: FloatArray
+    ) -> tuple[ProcessPoolExecutor, asyncio.Future[FloatArray]]:
+        executor = self.executor
+        self.submissions += 1
+        return executor, asyncio.wrap_future(executor.submit(crash, values, ts))
+
+
+async def test_a_batch_whose_retry_also_breaks_the_pool_is_computed_inline() -> None:
+    pool = CrashingPool(1, WINDOW)
+    stage = with_pool(pool, max_pending=2)
+    inputs = batches(2, rows=150, size=40)
+    try:
+        out = await collect(stage.process(feed(inputs)))
+    finally:
+        await stage.close()
+    assert records(out) == await inline_records(2, rows=150, size=40)
+    assert pool.restarts >= 2
+    assert pool.submissions <= 2 * len(inputs)  # one retry per batch at most
+
+
+async def test_force_stops_waiting_on_a_stuck_pool_and_read_ahead_is_bounded() -> None:
+    inputs = batches(3, size=60)
+    stage = await opened(max_pending=3)
+    assert stage.pool is not None
+    stuck = stage.pool.worker_pids()[0]
+    worker = stage.pool.executor._processes[stuck]
+    os.kill(stuck, signal.SIGSTOP)  # the pool takes work and never answers
+    pulled = 0
+    third = asyncio.Event()
+
+    async def source() -> AsyncIterator[Batch]:
+        nonlocal pulled
+        for batch in inputs:
+            pulled += 1
+            if pulled == 3:
+                third.set()
+            yield batch
+
+    try:
+        consumer = asyncio.create_task(collect(stage.process(source())))
+        await third.wait()
+        for _ in range(50):  # let the stage run as far as it would go
+            await asyncio.sleep(0)
+        assert pulled == 3  # three batches in flight, no more read
+        assert stage.ctx.gauge()["pending"] == 3
+        assert not consumer.done()
+        stage.ctx.state.force.set()  # second SIGTERM
+        async with asyncio.timeout(10):
+            out = await consumer
+    finally:
+        if not stage.ctx.state.force.is_set():
+            os.kill(stuck, signal.SIGKILL)  # the test failed early: unstick the pool
+        await stage.close()
+    assert same_batches(out, inputs)
+    assert records(out) == await inline_records(3, size=60)
+    worker.join(timeout=10)  # close() under force killed the stuck worker
+    assert worker.exitcode == -signal.SIGKILL
+
+
+class UnstartablePool(FeaturePool):
+    """A pool whose processes cannot start, as in a sandbox without /dev/shm."""
+
+    async def start(self) -> None:
+        raise OSError(38, "Function not implemented")
+
+
+def with_pool(pool: FeaturePool, max_pending: int = 4) -> Features:
+    """A stage running on `pool` instead of the one it would build."""
+    config = Features.Config(window=WINDOW, workers=pool.workers, max_pending=max_pending)
+    stage = Features(config, ComponentContext.for_test())
+    stage.pool = pool
+    return stage
+
+
+async def test_a_pool_that_cannot_start_degrades_to_inline_math() -> None:
+    stage = with_pool(UnstartablePool(2, WINDOW))
+    with structlog.testing.capture_logs() as logs:
+        await stage.open()
+    assert stage.pool is None
+    assert stage.ctx.gauge()["workers"] == 0
+    assert [(e["event"], e["where"]) for e in logs] == [(events.FEATURES_FAILED, "pool_start")]
+    out = await collect(stage.process(feed(batches(4))))
+    await stage.close()
+    assert records(out) == await inline_records(4)
