@@ -1,0 +1,233 @@
+"""The simulated source: N sensors, one asyncio task each, coalesced into multi-sensor batches.
+
+Each sensor task wakes once per tick, `max(1/rate_hz, min_tick_s, sensors/max_wakeups_hz)`, and
+queues one `Chunk` saying how many of its readings are due since the run started (capped at
+`max_batch`, so a sensor that has fallen behind catches up in turns with the others). The last
+term caps the CPU spent waking tasks (~10 us each): 10,000 sensors at 10 Hz tick once a second,
+ten readings a chunk, rather than ten times a second; their timestamps are unaffected.
+
+The queue is bounded: when the pipeline is slow the sensors wait on `put` and fall behind;
+nothing is dropped. `stream()` takes a chunk, coalesces whatever else is queued (up to
+`max_batch` readings or `max_latency_ms`) and turns them into one batch in a single numpy pass
+(see `sim_generate`). On stop it yields what is queued and ends; on force it ends at once.
+
+Reads fail at `fault_rate`. Before a sensor's first good read a failure emits nothing: it counts
+`read_failures` and the sensor tries again next tick. After that a failure repeats the
+last-known-good value marked stale; past `max_stale_s` without a good read the sensor is logged
+`sensor_down`, and `sensor_recovered` when a good read comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from daemon.batch import Batch
+from daemon.components import Source
+from daemon.config.fields import Range
+from daemon.observability.events import SENSOR_DOWN
+from daemon.runtime import ComponentContext
+from daemon.sources.metronome import Metronome
+from daemon.sources.sim_generate import Chunk, Transition, generate
+from daemon.sources.sim_model import SensorModel, SensorState
+from daemon.sources.sim_run import END, ChunkQueue, SensorRun, split
+
+_MAX_SEQ = 2**53  # chunks travel as float64 rows; seqs stay exact below this
+
+
+class SimulatedSource(Source, name="simulated"):
+    """Seeded simulated sensors with drift, noise, anomalies and read faults (one task each)."""
+
+    @dataclass(frozen=True)
+    class Config:
+        sensors: Annotated[
+            int, Range(ge=1, le=1_000_000), "concurrent simulated sensors, one task each"
+        ] = 100
+        rate_hz: Annotated[
+            float, Range(gt=0), "readings per second per sensor; backpressure throttles any excess"
+        ] = 10.0
+        max_readings: Annotated[
+            int, Range(ge=0, le=_MAX_SEQ), "readings per sensor; 0 = forever"
+        ] = 0
+        anomaly_rate: Annotated[float, Range(ge=0, le=1), "fraction of readings that spike"] = 0.05
+        fault_rate: Annotated[
+            float, Range(ge=0, le=1), "fraction of reads that fail (last-known-good is repeated)"
+        ] = 0.0
+        max_stale_s: Annotated[
+            float, Range(gt=0), "seconds without a good read before a sensor is reported down"
+        ] = 30.0
+        seed: Annotated[int, "seed of every sensor's values and faults"] = 42
+        id_prefix: Annotated[str, "sensor ids are <prefix><index, 4+ digits>, e.g. S0007"] = "S"
+        max_batch: Annotated[int, Range(ge=1, le=1_000_000), "readings per yielded batch"] = 4096
+        max_latency_ms: Annotated[
+            float, Range(gt=0), "longest the first reading of a batch waits for more"
+        ] = 50.0
+        min_tick_s: Annotated[
+            float, Range(gt=0, le=60), "shortest interval between one sensor's ticks"
+        ] = 0.05
+        max_wakeups_hz: Annotated[
+            float, Range(gt=0), "sensor ticks per second, all sensors together (caps CPU)"
+        ] = 10_000.0
+        queue_batches: Annotated[
+            int, Range(ge=1, le=1000), "batches' worth of readings queued before sensors wait"
+        ] = 4
+
+        def tick_s(self) -> float:
+            return max(1.0 / self.rate_hz, self.min_tick_s, self.sensors / self.max_wakeups_hz)
+
+    config: Config
+
+    def __init__(self, config: Config, ctx: ComponentContext) -> None:
+        super().__init__(config, ctx)
+        self._model: SensorModel | None = None
+        self._state = SensorState()
+        self._sensors_down = 0  # the gauge, kept by the transitions rather than re-counted
+
+    async def open(self) -> None:
+        self._prepare()
+
+    def _prepare(self) -> SensorModel:
+        if self._model is None:
+            cfg = self.config
+            self._model = SensorModel.build(
+                sensors=cfg.sensors,
+                seed=cfg.seed,
+                rate_hz=cfg.rate_hz,
+                id_prefix=cfg.id_prefix,
+                anomaly_rate=cfg.anomaly_rate,
+                fault_rate=cfg.fault_rate,
+            )
+            key = f"simulated:{cfg.id_prefix}"
+            self._state = SensorState.in_carry(self.ctx.carry, key, cfg.sensors)
+            self._sensors_down = int(self._state.down[: cfg.sensors].sum())
+        return self._model
+
+    async def stream(self) -> AsyncGenerator[Batch, None]:
+        model = self._prepare()
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        run = SensorRun(
+            queue=ChunkQueue(cfg.queue_batches * cfg.max_batch),
+            metronome=Metronome(cfg.tick_s(), cfg.sensors),
+            origin=loop.time(),
+            wall=time.time(),
+        )
+        sensors = run.sensors = [
+            asyncio.create_task(self._sensor(i, run)) for i in range(cfg.sensors)
+        ]
+        helpers = [
+            asyncio.create_task(run.metronome.run()),
+            asyncio.create_task(run.supervise(self.ctx.state.stop)),
+        ]
+        try:
+            async for batch in self._batches(run, model):
+                yield batch
+        finally:
+            for task in (*helpers, *sensors):
+                task.cancel()
+            await asyncio.wait([*helpers, *sensors])
+
+    async def _sensor(self, i: int, run: SensorRun) -> None:
+        """One sensor: each tick, queue a chunk of the readings due since the run started."""
+        cfg = self.config
+        state = self._state
+        loop = asyncio.get_running_loop()
+        rate, cap = cfg.rate_hz, cfg.max_batch
+        limit = cfg.max_readings or _MAX_SEQ
+        seq, attempt = int(state.next_seq[i]), int(state.attempts[i])
+        has_good = bool(state.has_good[i])
+        queue = run.queue
+        slots = 0  # schedule slots of this run used up (by readings or by failed first reads)
+        phase = run.metronome.phase_of(i)
+        while seq < limit:
+            await run.metronome.beat(phase)
+            due = int((loop.time() - run.origin) * rate) - slots
+            while due > 0:
+                if not has_good:
+                    if self._first_read_failed(i, attempt, run.wall + (slots + 1) / rate):
+                        attempt += 1
+                        slots += due  # one failed read per tick; the next tick tries again
+                        break
+                    has_good = True
+                n = min(due, cap, limit - seq)
+                chunk = (i, seq, attempt, n, run.wall + (slots + 1) / rate)
+                if queue.full():
+                    await queue.put(chunk)  # backpressure: wait for room
+                else:
+                    queue.put_nowait(chunk)
+                seq, attempt, slots = seq + n, attempt + n, slots + n
+                if n == due or seq >= limit:
+                    break
+                await asyncio.sleep(0)  # still behind: let the other sensors take a turn
+                due = int((loop.time() - run.origin) * rate) - slots
+
+    def _first_read_failed(self, i: int, attempt: int, ts: float) -> bool:
+        """Read `attempt` before any good read: on failure nothing is emitted, so the state is
+        committed here (no chunk will carry it)."""
+        model, state = self._prepare(), self._state
+        if not model.failed_one(i, attempt):
+            return False
+        state.attempts[i] = attempt + 1
+        self.ctx.counters.read_failures += 1
+        if math.isnan(state.first_fail_ts[i]):
+            state.first_fail_ts[i] = ts
+        stale_s = ts - float(state.first_fail_ts[i])
+        if not state.down[i] and stale_s > self.config.max_stale_s:
+            state.down[i] = True
+            self._log([Transition(SENSOR_DOWN, i, stale_s)])
+        return True
+
+    async def _batches(self, run: SensorRun, model: SensorModel) -> AsyncIterator[Batch]:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        queue = run.queue
+        latency_s = cfg.max_latency_ms / 1000.0
+        leftover: list[Chunk] = []
+        ended = False
+        stop, force = self.ctx.state.stop, self.ctx.state.force
+        while not ended:
+            if stop.is_set():
+                run.halt()  # now, not when the supervisor next runs: drain only what is queued
+            if force.is_set():
+                return  # exit now: what is queued was never read, so nothing is lost
+            item = leftover.pop() if leftover else await queue.get()
+            if item is END:
+                break
+            deadline = loop.time() + latency_s
+            chunks: list[Chunk] = []
+            room = cfg.max_batch
+            while True:
+                if item[3] > room:
+                    item, rest = split(item, room, cfg.rate_hz)
+                    leftover.append(rest)
+                chunks.append(item)
+                room -= item[3]
+                if room == 0:
+                    break
+                nxt = await queue.get_within(deadline - loop.time())
+                if nxt is None:
+                    break
+                if nxt is END:
+                    ended = True
+                    break
+                item = nxt
+            batch, transitions = generate(model, self._state, chunks, cfg.rate_hz, cfg.max_stale_s)
+            if transitions:
+                self._log(transitions)
+            self.ctx.gauge().update(queued_readings=queue.readings, sensors_down=self._sensors_down)
+            yield batch
+        if run.error is not None:
+            raise run.error
+
+    def _log(self, transitions: list[Transition]) -> None:
+        ids = self._prepare().ids
+        log = self.ctx.log
+        for t in transitions:
+            down = t.event == SENSOR_DOWN
+            self._sensors_down += 1 if down else -1
+            emit = log.warning if down else log.info
+            emit(t.event, sensor_id=ids[t.sensor], stale_s=t.stale_s)
