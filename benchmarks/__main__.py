@@ -2,10 +2,11 @@
 on stdout, then a summary table of medians on stderr.
 
 Scenarios run the real daemon as a process (`python -m daemon run`) on a fixed workload and time
-it from its own `daemon_started` to `shutdown_complete` log events; peak RSS comes from
-the daemon's own `shutdown_complete` (VmHWM). The comparison pipelines (`benchmarks/baseline.py`) run in the same invocation on the
-same workload so ratios are measured, not remembered.
+it from its own `daemon_started` to `shutdown_complete` log events; peak RSS is the daemon's own
+VmHWM, reported in `shutdown_complete`. The comparison pipelines (`benchmarks/baseline.py`) run
+in the same invocation on the same workload, so ratios are measured, not remembered.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,7 +79,8 @@ def run_daemon(sensors: int, per_sensor: int, features: str = "") -> dict[str, A
         cfg = daemon_config(tmp, sensors, per_sensor, features)
         proc = subprocess.Popen(
             [sys.executable, "-m", "daemon", "run", "-c", str(cfg)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         out, err = proc.communicate()  # the daemon exits by itself when the sources are done
         if proc.returncode != 0:
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs per scenario (median)")
     parser.add_argument("--scenario", action="append", help="only these scenarios")
     args = parser.parse_args(argv)
-    sensors, per_sensor, runs = (50, 200, 1) if args.quick else (1000, 1000, args.runs)
+    sensors, per_sensor, runs = (50, 300, 1) if args.quick else (1000, 1000, args.runs)
 
     scenarios: dict[str, Any] = {
         "default_chain": lambda: run_daemon(sensors, per_sensor),
@@ -128,8 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             rates.append(result["rate"])
             print(json.dumps({"scenario": name, "run": i, **result}), flush=True)
         medians[name] = statistics.median(rates)
-        summary = {"scenario": name, "median_rate": medians[name], "min": min(rates),
-                   "max": max(rates), "runs": runs}
+        summary = {
+            "scenario": name,
+            "median_rate": medians[name],
+            "min": min(rates),
+            "max": max(rates),
+            "runs": runs,
+        }
         print(json.dumps({"summary": summary}), flush=True)
     if "default_chain" in medians:
         for other in ("baseline_json", "baseline_orjson"):

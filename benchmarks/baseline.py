@@ -4,6 +4,7 @@ This is how most Python stream code is written: a dict per reading, a generator 
 `json.dumps` per record. It is the yardstick the batch design has to beat, run in the same
 invocation on the same workload.
 """
+
 from __future__ import annotations
 
 import datetime as dt

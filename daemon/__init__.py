@@ -1,4 +1,5 @@
 """ingestd: ingest sensor readings through streaming stages into sinks, losing none."""
+
 from daemon.batch import Batch
 from daemon.components import PermanentSinkError, Sink, SinkError, Source, Stage
 

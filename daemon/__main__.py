@@ -1,4 +1,5 @@
 """`python -m daemon` is `ingestd`."""
+
 from daemon.cli import entrypoint
 
 entrypoint()

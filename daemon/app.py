@@ -7,6 +7,7 @@ once. SIGHUP reopens the log file and re-reads the config: a valid one drains th
 pipeline and builds a new one (counters and per-sensor state carry on), an invalid one is logged
 and the running config kept.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -211,7 +212,9 @@ class Daemon:
                 return new_config
             self.config = new_config
             self._apply_daemon_settings()
-            log.info(events.CONFIG_RELOADED, config=self.config.path, changed=changed, rebuilt=False)
+            log.info(
+                events.CONFIG_RELOADED, config=self.config.path, changed=changed, rebuilt=False
+            )
             self.notifier.ready()
 
     async def _drain(self, running: asyncio.Task[None]) -> None:
@@ -247,8 +250,12 @@ class Daemon:
             self.notifier.status(self.reporter.status_text())
 
     async def _health_loop(self) -> None:
+        """A `pipeline_health` event every `health_interval_s`; `report` numbers them from 1
+        so an operator (and the logrotate test) can see that none is missing."""
         assert self.reporter is not None
+        report = 0
         while True:
             await asyncio.sleep(self.config.daemon.health_interval_s)
-            log.info(events.PIPELINE_HEALTH, **self.reporter.snapshot())
+            report += 1
+            log.info(events.PIPELINE_HEALTH, report=report, **self.reporter.snapshot())
             self._refresh_status()

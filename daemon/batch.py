@@ -9,6 +9,7 @@ A batch may interleave many sensors; within one sensor, rows are in `seq` order 
 that order. Stages add float columns (`normalized`, `moving_avg`, ...) to `columns`; sinks encode
 every column in insertion order. Derived records (features, alerts) ride along in `derived`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class Batch:
         ts: Any,
         value: Any,
         stale: Any = None,
+        *,
         unit: str = "",
         columns: dict[str, Any] | None = None,
     ) -> Batch:
@@ -56,7 +58,7 @@ class Batch:
         seq_a = np.asarray(seq, dtype=np.int64)
         idx = SENSORS.intern(sensor_id, unit)
         return cls.from_columns(
-            np.full(seq_a.shape[0], idx, dtype=np.int32), seq_a, ts, value, stale, columns
+            np.full(seq_a.shape[0], idx, dtype=np.int32), seq_a, ts, value, stale, columns=columns
         )
 
     @classmethod
@@ -67,6 +69,7 @@ class Batch:
         ts: Any,
         value: Any,
         stale: Any = None,
+        *,
         columns: dict[str, Any] | None = None,
     ) -> Batch:
         seq_a = np.asarray(seq, dtype=np.int64)

@@ -1,4 +1,5 @@
 """`ingestd run | validate | stages | tail`. Config errors exit 78 (EX_CONFIG), no traceback."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,10 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from daemon.app import Daemon
 from daemon.config import ConfigError, load_config
+from daemon.manifest import manifest, render_manifest
+from daemon.tail import add_tail_arguments, run_tail
 
 EX_OK = 0
 EX_CONFIG = 78
@@ -19,8 +23,6 @@ def default_config_path() -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from daemon.tail import add_tail_arguments
-
     parser = argparse.ArgumentParser(prog="ingestd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
@@ -29,7 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument(
-            "-c", "--config", type=Path, default=None,
+            "-c",
+            "--config",
+            type=Path,
+            default=None,
             help="TOML config (default: the embedded default config)",
         )
     stages = sub.add_parser("stages", help="the manifest of every registered component")
@@ -42,14 +47,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "stages":
-        from daemon.manifest import manifest, render_manifest
-
         entries = manifest()
         print(json.dumps(entries, indent=2) if args.json else render_manifest(entries))
         return EX_OK
     if args.command == "tail":
-        from daemon.tail import run_tail
-
         return run_tail(args)
     path = args.config or default_config_path()
     try:
@@ -65,8 +66,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(config.sinks)} sinks)"
         )
         return EX_OK
-    from daemon.app import Daemon
-
     return Daemon(config).run()
 
 

@@ -17,6 +17,7 @@ Write a component as one class:
 
 The base gives `__init__(config, ctx)`, `open()` and `close()`; subclasses override what they need.
 """
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable

@@ -1,5 +1,6 @@
 """The reading counters that must reconcile: read + replayed == written + filtered + rejected
 + spooled + in_flight. Kept in one explicit object passed around, never in globals."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -20,8 +21,10 @@ class Counters:
 
     @property
     def in_flight(self) -> int:
-        return self.read + self.replayed - (
-            self.written + self.filtered + self.rejected + self.spooled
+        return (
+            self.read
+            + self.replayed
+            - (self.written + self.filtered + self.rejected + self.spooled)
         )
 
     def reconciles(self) -> bool:

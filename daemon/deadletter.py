@@ -4,6 +4,7 @@ Rejections are rare by nature, so writes are plain synchronous appends flushed a
 rejected reading must be on disk before it is counted. The file is created on the first
 rejection, never before (a clean run writes nothing here).
 """
+
 from __future__ import annotations
 
 import datetime as dt

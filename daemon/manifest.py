@@ -1,5 +1,6 @@
 """`ingestd stages`: every registered component with its parameters, built from the registry and
 `inspect.signature` of each component's `Config`, never written by hand."""
+
 from __future__ import annotations
 
 import inspect

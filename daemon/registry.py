@@ -6,6 +6,7 @@ third-party packages do the same and expose their module in the `ingestd.plugins
 group so it is imported before the config is read. Each class is checked structurally against its
 `typing.Protocol` at registration, before any data flows.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -90,8 +91,7 @@ def _unimplemented(cls: type[Any], method: str) -> bool:
 
 def _protocol_methods(protocol: type[Any]) -> list[str]:
     return [
-        n for n in vars(protocol)
-        if not n.startswith("_") and callable(getattr(protocol, n, None))
+        n for n in vars(protocol) if not n.startswith("_") and callable(getattr(protocol, n, None))
     ]
 
 

@@ -4,6 +4,7 @@ One `RunState` lives for the whole process (counters, dead-letter file, state ca
 reloads, the stop/force flags); each component gets a `ComponentContext` naming it. Nothing here
 needs a running event loop to build, so tests can construct components freely.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -63,7 +64,7 @@ class ComponentContext:
         return gauges
 
     @classmethod
-    def for_test(cls, label: str = "test", dead_letter_path: str = "dead-letter.jsonl") -> (
-        ComponentContext
-    ):
+    def for_test(
+        cls, label: str = "test", dead_letter_path: str = "dead-letter.jsonl"
+    ) -> ComponentContext:
         return cls(label=label, state=RunState.fresh(dead_letter_path))

@@ -5,6 +5,7 @@ state in arrays indexed by sensor. A string per reading would cost a Python obje
 int32 index costs four bytes and vectorises. The table only grows (like `sys.intern`), and is the
 one piece of process-wide state: every source, stage and sink must agree on the mapping.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ wrapped in `Annotated[T, Range(...), "one-line doc"]`; its default is the defaul
 a TOML table into an instance or records `ConfigIssue`s such as
 `stages[1].window: must be >= 1, got 0`. The same annotations feed `ingestd stages`.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """Read the TOML file and turn it into an `AppConfig`, collecting every error with its key path."""
+
 from __future__ import annotations
 
 import tomllib
@@ -26,7 +27,9 @@ class HttpConfig:
 @dataclass(frozen=True)
 class DaemonConfig:
     log_level: Annotated[Literal["debug", "info", "warning", "error"], "log threshold"] = "info"
-    log_file: Annotated[str, "empty: stdout (journald); a path: JSON lines, reopened on SIGHUP"] = ""
+    log_file: Annotated[str, "empty: stdout (journald); a path: JSON lines, reopened on SIGHUP"] = (
+        ""
+    )
     shutdown_timeout_s: Annotated[
         float, Range(gt=0), "drain deadline after SIGTERM before in-flight data is spooled"
     ] = 20.0
@@ -98,8 +101,10 @@ class AppConfig:
             for i in range(max(len(mine), len(theirs))):
                 a = mine[i] if i < len(mine) else None
                 b = theirs[i] if i < len(theirs) else None
-                if a is None or b is None or (a.name, a.config, a.resilience) != (
-                    b.name, b.config, b.resilience
+                if (
+                    a is None
+                    or b is None
+                    or (a.name, a.config, a.resilience) != (b.name, b.config, b.resilience)
                 ):
                     changed.append(f"{section}[{i}]")
         return changed

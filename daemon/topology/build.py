@@ -1,4 +1,5 @@
 """Turn an `AppConfig` into live components, each with its own context label."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

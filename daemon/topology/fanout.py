@@ -4,6 +4,7 @@ A reading is `written` when every sink acknowledged it, `spooled` when any sink 
 in its spool, and `rejected` when any sink refused it permanently (then it is dead-lettered once,
 with the reason). Derived records (features) ride along and are not readings.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,9 @@ class FanOut:
         rejected = [r for r in results if r.outcome == "rejected"]
         if rejected:
             reason = rejected[0].reason or "rejected by sink"
-            labels = [s.ctx.label for s, r in zip(self.sinks, results, strict=True) if r is rejected[0]]
+            labels = [
+                s.ctx.label for s, r in zip(self.sinks, results, strict=True) if r is rejected[0]
+            ]
             for record in batch.to_records():
                 self.state.dead_letter.write(reason, source=labels[0], raw=record)
             counters.rejected += n

@@ -8,6 +8,7 @@ The run ends when every source is exhausted or `state.stop` was set and everythi
 has gone through the stages into the sinks (the drain). With `state.force` set, the guarded
 sinks spool instead of writing, so the drain finishes at disk speed.
 """
+
 from __future__ import annotations
 
 import asyncio

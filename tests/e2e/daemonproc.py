@@ -1,4 +1,5 @@
 """Run ingestd as users do: a process with real signals, files and JSON logs on stdout."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """The daemon as a process: a bounded run, SIGTERM mid-stream, a failing sink and its spool,
 and a feature worker killed mid-run."""
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,11 @@ def test_bounded_run_exits_by_itself_and_reconciles(
     tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
     cfg = write_config(
-        tmp_path, sensors=20, rate_hz=2000, max_readings=300, fault_rate=0.05,
+        tmp_path,
+        sensors=20,
+        rate_hz=2000,
+        max_readings=300,
+        fault_rate=0.05,
         features=FEATURES.format(window=32, workers=1),
     )
     d = DaemonProcess(cfg)
@@ -79,7 +84,11 @@ def test_failing_sink_spools_everything_then_a_second_run_delivers_it_once(
     blocker.write_text("a file where the sink wants a directory\n")
     spool = tmp_path / "spool"
     cfg1 = write_config(
-        tmp_path, sensors=5, rate_hz=1000, max_readings=200, sink_path=blocker / "out.jsonl",
+        tmp_path,
+        sensors=5,
+        rate_hz=1000,
+        max_readings=200,
+        sink_path=blocker / "out.jsonl",
         spool_dir=spool,
     )
     first = DaemonProcess(cfg1)
@@ -95,8 +104,13 @@ def test_failing_sink_spools_everything_then_a_second_run_delivers_it_once(
     good = tmp_path / "good"
     good.mkdir()
     cfg2 = write_config(
-        good, sensors=2, rate_hz=1000, max_readings=50,
-        sink_path=good / "out.jsonl", spool_dir=spool, id_prefix="T",
+        good,
+        sensors=2,
+        rate_hz=1000,
+        max_readings=50,
+        sink_path=good / "out.jsonl",
+        spool_dir=spool,
+        id_prefix="T",
     )
     second = DaemonProcess(cfg2)
     daemons.append(second)
@@ -116,7 +130,10 @@ def test_killed_feature_worker_is_replaced_and_no_feature_is_lost(
     tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
     cfg = write_config(
-        tmp_path, sensors=10, rate_hz=400, max_readings=2000,
+        tmp_path,
+        sensors=10,
+        rate_hz=400,
+        max_readings=2000,
         features=FEATURES.format(window=50, workers=1),
     )
     d = DaemonProcess(cfg)

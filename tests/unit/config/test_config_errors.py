@@ -1,4 +1,5 @@
 """Every kind of config error: named by its key path, with the reason; valid configs load."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -91,7 +92,9 @@ def test_unknown_keys_everywhere() -> None:
     text = text.replace("reset_timeout_s = 5.0", "reset_timeout_s = 5.0\nthreshold = 2")
     msgs = errors(text)
     assert [m.split(":")[0] for m in msgs] == [
-        "daemon.colour", "stages[1].windw", "sinks[0].breaker.threshold"
+        "daemon.colour",
+        "stages[1].windw",
+        "sinks[0].breaker.threshold",
     ]
     assert all("unknown key" in m for m in msgs)
 
@@ -107,7 +110,7 @@ def test_enum_value() -> None:
 
 def test_missing_required_key_and_sections() -> None:
     assert "sinks[0].path: is required" in errors(GOOD.replace('path = "out.jsonl"', ""))
-    no_sinks = GOOD.split("[[sinks]]")[0]
+    no_sinks = GOOD.split("[[sinks]]", maxsplit=1)[0]
     assert errors(no_sinks) == ["sinks: at least one [[sinks]] is required"]
 
 
@@ -133,7 +136,9 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_cli_exits_78_with_the_key_and_writes_nothing(
-    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    command: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
