@@ -21,6 +21,7 @@ import structlog
 import uvloop
 
 from daemon.config import AppConfig, ConfigError, load_config
+from daemon.config.loader import DaemonConfig
 from daemon.deadletter import DeadLetter
 from daemon.observability import events
 from daemon.observability.health import HealthReporter
@@ -70,6 +71,7 @@ class Daemon:
         self.started_at = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: HealthServer | None = None
+        self._watchdog: asyncio.Task[None] | None = None
 
     # -- the story -------------------------------------------------------------------------
     def run(self) -> int:
@@ -99,17 +101,7 @@ class Daemon:
         self.reporter = HealthReporter(self.state, self.lag)
         self._tasks.append(asyncio.create_task(self.lag.run(), name="loop-lag"))
         self._tasks.append(asyncio.create_task(self._health_loop(), name="health"))
-        interval = self.notifier.watchdog_interval()
-        if interval is not None:
-            self._tasks.append(
-                asyncio.create_task(
-                    watchdog_loop(self.notifier, self.lag, interval, d.loop_stall_s),
-                    name="watchdog",
-                )
-            )
-        if d.http.enabled:
-            self._http = HealthServer(d.http, self.reporter, loop_stall_s=d.loop_stall_s)
-            await self._http.start()
+        await self._start_watchdog_and_http()
         log.info(
             events.DAEMON_STARTED,
             config=self.config.path,
@@ -133,10 +125,10 @@ class Daemon:
             self.state.stop.set()
             await self._drain(running)
             changed = new_config.describe_changes(self.config)
-            self.config = new_config
+            old, self.config = self.config, new_config
             self.state.reset_flags()
             self.state.gauges.clear()  # the new pipeline's components publish their own
-            self._apply_daemon_settings()
+            await self._apply_daemon_settings(old.daemon)
             log.info(events.CONFIG_RELOADED, config=self.config.path, changed=changed, rebuilt=True)
 
     async def shutdown(self) -> None:
@@ -145,6 +137,8 @@ class Daemon:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._http is not None:
             await self._http.stop()
         self.state.dead_letter.close()
@@ -210,8 +204,8 @@ class Daemon:
             changed = new_config.describe_changes(self.config)
             if _needs_rebuild(new_config, self.config, changed):
                 return new_config
-            self.config = new_config
-            self._apply_daemon_settings()
+            old, self.config = self.config, new_config
+            await self._apply_daemon_settings(old.daemon)
             log.info(
                 events.CONFIG_RELOADED, config=self.config.path, changed=changed, rebuilt=False
             )
@@ -237,13 +231,36 @@ class Daemon:
         self.notifier.ready()
         self._refresh_status()
 
-    def _apply_daemon_settings(self) -> None:
+    async def _start_watchdog_and_http(self) -> None:
+        """(Re)start the pieces that read `loop_stall_s` and `[daemon.http]` once."""
+        d = self.config.daemon
+        assert self.reporter is not None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+        interval = self.notifier.watchdog_interval()
+        if interval is not None:
+            self._watchdog = asyncio.create_task(
+                watchdog_loop(self.notifier, self.lag, interval, d.loop_stall_s), name="watchdog"
+            )
+        if self._http is not None:
+            await self._http.stop()
+            self._http = None
+        if d.http.enabled:
+            self._http = HealthServer(d.http, self.reporter, loop_stall_s=d.loop_stall_s)
+            await self._http.start()
+
+    async def _apply_daemon_settings(self, old: DaemonConfig) -> None:
         d = self.config.daemon
         if self.log_sink is not None:
             self.log_sink = self.log_sink.reconfigure(d.log_level, d.log_file)
         if str(self.state.dead_letter.path) != d.dead_letter:
             self.state.dead_letter.close()
             self.state.dead_letter = DeadLetter(d.dead_letter)
+        if (d.http, d.loop_stall_s) != (old.http, old.loop_stall_s):
+            await self._start_watchdog_and_http()
 
     def _refresh_status(self) -> None:
         if self.reporter is not None:

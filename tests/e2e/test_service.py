@@ -10,6 +10,7 @@ import signal
 import statistics
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -154,3 +155,27 @@ def _wait_until(condition: Callable[[], bool], d: DaemonProcess, timeout: float 
         assert d.proc.poll() is None, f"daemon exited: {d.stderr[-500:]}"
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_reload_turns_on_http_health_live_without_rebuilding(
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    cfg = write_config(tmp_path, sensors=5, rate_hz=100, max_readings=0)
+    d = DaemonProcess(cfg)
+    daemons.append(d)
+    d.wait_for(lambda e: e.get("event") == "pipeline_health" and e["counters"]["written"] > 0)
+    cfg.write_text(
+        cfg.read_text().replace(
+            "[[sources]]", "[daemon.http]\nenabled = true\nport = 0\n\n[[sources]]", 1
+        )
+    )
+    d.signal(signal.SIGHUP)
+    started = d.wait_event("http_started")
+    reloaded = d.wait_event("config_reloaded")
+    assert reloaded["changed"] == ["daemon"]
+    assert reloaded["rebuilt"] is False
+    with urllib.request.urlopen(f"http://127.0.0.1:{started['port']}/healthz", timeout=5) as r:
+        assert r.status == 200
+    d.signal(signal.SIGTERM)
+    assert d.finish(timeout=25) == 0, d.stderr
+    assert reconciles(d.counters())
