@@ -16,6 +16,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.durable import fsync_dir
+
 _SLOT = struct.Struct("<4sQQQ")
 _CRC = struct.Struct("<I")
 _SLOT_SIZE = _SLOT.size + _CRC.size
@@ -75,12 +77,3 @@ class CursorFile:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def fsync_dir(path: Path) -> None:
-    """Make renames, creations and deletions in directory `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

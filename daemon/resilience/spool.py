@@ -34,8 +34,9 @@ import structlog
 
 from daemon.batch import Batch
 from daemon.counters import Counters
+from daemon.durable import fsync_dir
 from daemon.resilience.codec import PayloadError, decode_batch, encode_batch, payload_readings
-from daemon.resilience.cursor import CursorFile, Position, fsync_dir
+from daemon.resilience.cursor import CursorFile, Position
 from daemon.resilience.records import Corrupt, Record, frame, read_at
 
 EVENT_SPOOL_RECORD_CORRUPT = "spool_record_corrupt"

@@ -31,6 +31,7 @@ from aiofiles.threadpool.binary import AsyncFileIO
 from daemon.batch import Batch
 from daemon.components import Sink, SinkError
 from daemon.config.fields import Range
+from daemon.durable import fsync_dir
 from daemon.runtime import ComponentContext
 from daemon.sinks import rotation
 from daemon.sinks.encode import encode_for_sink
@@ -231,7 +232,7 @@ class JsonlSink(Sink, name="jsonl"):
         self._last_rotation = n
         self._size = 0
         if self.config.fsync != "never":
-            rotation.fsync_directory(self._path.parent)
+            fsync_dir(self._path.parent)
         return n
 
 

@@ -42,12 +42,3 @@ def rotate(path: Path, after: int) -> int:
         n += 1
     path.rename(rotated_path(path, n))
     return n
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename in `directory` durable (the directory entry itself is data)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
