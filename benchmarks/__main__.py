@@ -1,152 +1,146 @@
-"""`python -m benchmarks [--quick] [--runs N] [--scenario NAME]`: one JSON object per scenario run
-on stdout, then a summary table of medians on stderr.
+"""`python -m benchmarks [--quick] [--runs N] [--scenario NAME]...`: every scenario of issue 4.
 
-Scenarios run the real daemon as a process (`python -m daemon run`) on a fixed workload and time
-it from its own `daemon_started` to `shutdown_complete` log events; peak RSS is the daemon's own
-VmHWM, reported in `shutdown_complete`. The comparison pipelines (`benchmarks/baseline.py`) run
-in the same invocation on the same workload, so ratios are measured, not remembered.
+Stdout gets one JSON object per line: `machine` first, then one object per scenario run
+(`{"scenario": ..., "run": i, ...}`), then a `summary` per headline number (median, min, max,
+target, met) and each `ratio`, then `load_at_end`. Stderr gets the same summary as a table.
+
+Scenarios (group: names): throughput: default_chain, with_features, baseline_json,
+baseline_orjson; memory: memory_long; concurrency: concurrency; backpressure: backpressure;
+offload: features_inline, features_1_worker, features_2_workers. Within a group the scenarios
+run round-robin, `--runs` rounds (the long memory run once), so a busy moment of the machine
+hits all of them alike and ratios compare runs made side by side.
+
+The daemon runs as a real process on a generated config (see `workloads.py`); a run whose
+counters do not reconcile at shutdown, or a backpressure run that fails its checks (source
+slowed, sink paced, nothing lost, memory bounded), makes the exit status 1 after everything is
+printed. `--quick` runs all of it on a tiny workload (the test suite does).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import dataclasses
 import json
-import statistics
-import subprocess
+import os
 import sys
-import tempfile
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import orjson
+from benchmarks import load, report, throughput
+from benchmarks.daemonrun import DaemonFailed
+from benchmarks.workloads import FULL, QUICK, Sizes
 
-from benchmarks import baseline
-
-FEATURES = """
-[[stages]]
-type = "features"
-window = 256
-workers = {workers}
-"""
+Runner = Callable[[], dict[str, Any]]
 
 
-def daemon_config(tmp: Path, sensors: int, per_sensor: int, features: str) -> Path:
-    text = f"""
-[daemon]
-log_level = "info"
-health_interval_s = 5
-dead_letter = "{tmp / "dead-letter.jsonl"}"
-
-[[sources]]
-type = "simulated"
-sensors = {sensors}
-rate_hz = 1e9
-max_readings = {per_sensor}
-anomaly_rate = 0.05
-seed = 7
-
-[[stages]]
-type = "threshold_filter"
-min = 10.0
-max = 100.0
-
-[[stages]]
-type = "normalize"
-window = 50
-
-[[stages]]
-type = "moving_average"
-window = 10
-{features}
-[[sinks]]
-type = "jsonl"
-path = "{tmp / "out.jsonl"}"
-spool_dir = "{tmp / "spool"}"
-"""
-    path = tmp / "bench.toml"
-    path.write_text(text)
-    return path
+def scenarios(sizes: Sizes, args: argparse.Namespace) -> dict[str, dict[str, Runner]]:
+    """Group → scenario name → a zero-argument run."""
+    return {
+        "throughput": {
+            "default_chain": lambda: throughput.fixed_workload(sizes, None),
+            "with_features": lambda: throughput.fixed_workload(sizes, 2),
+            "baseline_json": lambda: throughput.per_record_chain(sizes, fast=False),
+            "baseline_orjson": lambda: throughput.per_record_chain(sizes, fast=True),
+        },
+        "memory": {"memory_long": lambda: load.memory_long(sizes, args.long_readings)},
+        "concurrency": {
+            "concurrency": lambda: load.concurrency(sizes, args.concurrency_s),
+            # Every sensor ticks at its own rate (10 Hz) instead of coalesced ticks: latency
+            # against CPU, measured rather than argued.
+            "concurrency_fast_ticks": lambda: load.concurrency(
+                sizes, args.concurrency_s, wakeups_hz=sizes.conc_sensors * sizes.conc_rate_hz
+            ),
+        },
+        "backpressure": {"backpressure": lambda: load.backpressure(sizes, args.backpressure_s)},
+        "offload": {
+            "features_inline": lambda: throughput.offload(sizes, 0),
+            "features_1_worker": lambda: throughput.offload(sizes, 1),
+            "features_2_workers": lambda: throughput.offload(sizes, 2),
+        },
+    }
 
 
-def _ts(event: dict[str, Any]) -> float:
-    return dt.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
+    parser.add_argument("--quick", action="store_true", help="a tiny workload (for the tests)")
+    parser.add_argument("--runs", type=int, default=5, help="rounds per group (median; 5)")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help="only this scenario or group (repeatable)",
+    )
+    parser.add_argument(
+        "--long-readings", type=int, help="readings in the long memory run (50,000,000)"
+    )
+    parser.add_argument("--concurrency-s", type=float, help="concurrency run length (60 s)")
+    parser.add_argument(
+        "--backpressure-s",
+        type=float,
+        help="backpressure run length at least (30 s; then until the buffers are steady)",
+    )
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    args.sizes = sizes
+    args.runs = 1 if args.quick else args.runs
+    args.long_readings = args.long_readings or sizes.long_readings
+    args.concurrency_s = args.concurrency_s or sizes.conc_s
+    args.backpressure_s = args.backpressure_s or sizes.bp_s
+    return args
 
 
-def run_daemon(sensors: int, per_sensor: int, features: str = "") -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="ingestd-bench-") as d:
-        tmp = Path(d)
-        cfg = daemon_config(tmp, sensors, per_sensor, features)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "run", "-c", str(cfg)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        out, err = proc.communicate()  # the daemon exits by itself when the sources are done
-        if proc.returncode != 0:
-            raise SystemExit(f"daemon failed ({proc.returncode}): {err.decode()[-500:]}")
-        events = [orjson.loads(line) for line in out.splitlines() if line.strip()]
-        start = next(e for e in events if e["event"] == "daemon_started")
-        end = next(e for e in events if e["event"] == "shutdown_complete")
-        seconds = _ts(end) - _ts(start)
-        counters = end["counters"]
-        return {
-            "readings": counters["read"],
-            "written": counters["written"],
-            "features": counters.get("features", 0),
-            "seconds": round(seconds, 3),
-            "rate": round(counters["read"] / seconds),
-            "peak_rss_mb": end.get("peak_rss_mb"),
-        }
+def emit(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj), flush=True)
 
 
-def run_baseline(sensors: int, per_sensor: int, fast: bool) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="ingestd-bench-") as d:
-        dumps = orjson.dumps if fast else baseline.json_dumps
-        result = baseline.run_chain(Path(d) / "out.jsonl", sensors, per_sensor, dumps)
-        return {k: round(v, 3) for k, v in result.items()}
+def failures(name: str, result: dict[str, Any]) -> list[str]:
+    """Correctness, not speed: what must hold in every run of every size."""
+    out = []
+    if result.get("reconciled") is False:
+        out.append(f"{name}: counters did not reconcile at shutdown")
+    out += [f"{name}: check {k} failed" for k, ok in result.get("checks", {}).items() if not ok]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a tiny workload (for the tests)")
-    parser.add_argument("--runs", type=int, default=5, help="runs per scenario (median)")
-    parser.add_argument("--scenario", action="append", help="only these scenarios")
-    args = parser.parse_args(argv)
-    sensors, per_sensor, runs = (50, 300, 1) if args.quick else (1000, 1000, args.runs)
-
-    scenarios: dict[str, Any] = {
-        "default_chain": lambda: run_daemon(sensors, per_sensor),
-        "with_features": lambda: run_daemon(sensors, per_sensor, FEATURES.format(workers=1)),
-        "baseline_json": lambda: run_baseline(sensors, per_sensor, fast=False),
-        "baseline_orjson": lambda: run_baseline(sensors, per_sensor, fast=True),
-    }
-    chosen = args.scenario or list(scenarios)
-    medians: dict[str, float] = {}
-    for name in chosen:
-        rates = []
-        for i in range(runs):
-            result = scenarios[name]()
-            rates.append(result["rate"])
-            print(json.dumps({"scenario": name, "run": i, **result}), flush=True)
-        medians[name] = statistics.median(rates)
-        summary = {
-            "scenario": name,
-            "median_rate": medians[name],
-            "min": min(rates),
-            "max": max(rates),
-            "runs": runs,
-        }
-        print(json.dumps({"summary": summary}), flush=True)
-    if "default_chain" in medians:
-        for other in ("baseline_json", "baseline_orjson"):
-            if other in medians:
-                ratio = medians["default_chain"] / medians[other]
-                print(json.dumps({"ratio": f"default_chain/{other}", "value": round(ratio, 2)}))
-    print(f"{'scenario':<18}{'median readings/s':>20}", file=sys.stderr)
-    for name, rate in medians.items():
-        print(f"{name:<18}{rate:>20,.0f}", file=sys.stderr)
-    return 0
+    args = parse(argv)
+    sizes: Sizes = args.sizes
+    groups = scenarios(sizes, args)
+    wanted = set(args.scenario or groups)
+    known = set(groups) | {n for g in groups.values() for n in g}
+    if unknown := wanted - known:
+        print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    emit({"machine": report.machine(), "quick": args.quick, "sizes": dataclasses.asdict(sizes)})
+    results: dict[str, list[dict[str, Any]]] = {}
+    problems: list[str] = []
+    for group, members in groups.items():
+        chosen = {n: run for n, run in members.items() if group in wanted or n in wanted}
+        rounds = 1 if group == "memory" else args.runs
+        for i in range(rounds):
+            for name, run in chosen.items():
+                try:
+                    result = run()
+                except DaemonFailed as exc:  # report it, keep measuring the others
+                    problems.append(f"{name}: {exc}")
+                    emit({"scenario": name, "run": i, "error": str(exc)})
+                    continue
+                results.setdefault(name, []).append(result)
+                problems += failures(name, result)
+                emit({"scenario": name, "run": i, **result})
+    summary, ratio = report.summaries(results), report.ratios(results)
+    for s in summary:
+        emit({"summary": s})
+    for r in ratio:
+        emit(r)
+    emit({"load_at_end": os.getloadavg()})
+    report.table(summary, ratio, sys.stderr)
+    for problem in problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from daemon.counters import Counters
 from daemon.deadletter import DeadLetter
+
+if TYPE_CHECKING:
+    from daemon.observability.latency import LatencyHistogram
+
+
+def _latency_histogram() -> LatencyHistogram:
+    # Imported on use: daemon.observability imports this module (for its health report).
+    from daemon.observability.latency import LatencyHistogram  # noqa: PLC0415 - import cycle
+
+    return LatencyHistogram()
 
 
 @dataclass
@@ -28,6 +38,8 @@ class RunState:
     force: asyncio.Event = field(default_factory=asyncio.Event)  # everyone: spool and exit now
     # Per-component gauges that the health report reads (queue depths, breaker states, ...).
     gauges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Ages of readings when every sink acknowledged them (the end-to-end latency), whole run.
+    latency: LatencyHistogram = field(default_factory=_latency_histogram)
 
     @classmethod
     def fresh(cls, dead_letter_path: str) -> RunState:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from daemon.counters import Counters
+from daemon.observability.latency import LatencyWindow
 from daemon.observability.looplag import LoopLagMonitor, rss_bytes
 from daemon.runtime import RunState
 
@@ -118,6 +119,7 @@ class HealthReporter:
         self._clock = clock
         self._started = clock()
         self._log_rates = RateMeter(clock)
+        self._log_latency = LatencyWindow(state.latency)
         self._status_rate = 0.0
         self._last_written = state.counters.written
         self._written_at = self._started
@@ -196,6 +198,7 @@ class HealthReporter:
             stages[label] = {
                 "in": s.n_in,
                 "out": s.n_out,
+                "batches": s.batches,
                 "in_per_s": round(rates[f"{label}.in"], 1),
                 "out_per_s": round(rates[f"{label}.out"], 1),
                 "p50_ms": round(p50 * 1e3, 3),
@@ -212,6 +215,9 @@ class HealthReporter:
             "breakers": self.breaker_states(),
             "spool": self.spool_totals(),
             "loop_lag_ms": lag,
+            # reading `ts` to acknowledgement by every sink: since the last report, and the run
+            "e2e_latency_ms": self._log_latency.take().as_ms(),
+            "e2e_latency_run_ms": self.state.latency.stats().as_ms(),
             "rss_mb": round(rss_bytes() / 2**20, 1),
             "uptime_s": round(self._clock() - self._started, 1),
             "gauges": self.state.gauges,

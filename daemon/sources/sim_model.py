@@ -2,7 +2,9 @@
 
 A sensor's readings are a pure function of `(seed, sensor index, seq)`: a base level in 20..80,
 a slow sine drift, gaussian noise and, at `anomaly_rate`, a spike of 10..80 either way (so some
-spikes land outside the default 10..100 threshold filter and some inside). Whether read number
+spikes land outside the default 10..100 threshold filter and some inside), reported to
+`decimals` places as a real sensor's converter would (the nearest float to the decimal, so the
+wire prints it exactly and briefly). Whether read number
 `attempt` fails is likewise a pure function of `(seed, sensor index, attempt)`. Nothing depends on
 timing or on how readings are chunked into batches.
 
@@ -45,6 +47,7 @@ class SensorModel:
     fault_keys: rng.U64
     anomaly_rate: float
     fault_rate: float
+    decimals: int = 3
 
     @classmethod
     def build(
@@ -56,6 +59,7 @@ class SensorModel:
         id_prefix: str,
         anomaly_rate: float,
         fault_rate: float,
+        decimals: int = 3,
     ) -> SensorModel:
         idx = np.arange(sensors, dtype=np.int64)
         keys = rng.stream_keys(seed, rng.PARAMS, idx)
@@ -83,6 +87,7 @@ class SensorModel:
             fault_keys=rng.stream_keys(seed, rng.FAULT, idx),
             anomaly_rate=anomaly_rate,
             fault_rate=fault_rate,
+            decimals=decimals,
         )
 
     def values(self, sensor: I64, seq: I64) -> F64:
@@ -98,6 +103,10 @@ class SensorModel:
             if hit.any():
                 side = rng.low(bits[hit]) * 2.0 - 1.0  # (-1, 1): direction and size
                 out[hit] += np.where(side < 0.0, -10.0, 10.0) + 70.0 * side
+        scale = 10.0**self.decimals
+        out *= scale
+        np.rint(out, out=out)
+        out /= scale  # correctly rounded: the float nearest to the decimal
         return out
 
     def failed(self, sensor: I64, attempt: I64) -> Bools:

@@ -61,8 +61,11 @@ class SimulatedSource(Source, name="simulated"):
             float, Range(gt=0), "seconds without a good read before a sensor is reported down"
         ] = 30.0
         seed: Annotated[int, "seed of every sensor's values and faults"] = 42
+        decimals: Annotated[
+            int, Range(ge=0, le=6), "decimal places readings are reported to (their resolution)"
+        ] = 3
         id_prefix: Annotated[str, "sensor ids are <prefix><index, 4+ digits>, e.g. S0007"] = "S"
-        max_batch: Annotated[int, Range(ge=1, le=1_000_000), "readings per yielded batch"] = 4096
+        max_batch: Annotated[int, Range(ge=1, le=1_000_000), "readings per yielded batch"] = 8192
         max_latency_ms: Annotated[
             float, Range(gt=0), "longest the first reading of a batch waits for more"
         ] = 50.0
@@ -100,6 +103,7 @@ class SimulatedSource(Source, name="simulated"):
                 id_prefix=cfg.id_prefix,
                 anomaly_rate=cfg.anomaly_rate,
                 fault_rate=cfg.fault_rate,
+                decimals=cfg.decimals,
             )
             key = f"simulated:{cfg.id_prefix}"
             self._state = SensorState.in_carry(self.ctx.carry, key, cfg.sensors)

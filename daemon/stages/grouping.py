@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
-from daemon.batch import IntArray, SensorArray
+from daemon.batch import Batch, FloatArray, IntArray, SensorArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,89 @@ def group_rows(sensor: SensorArray) -> Groups:
     gid = np.cumsum(first, dtype=np.int64) - 1
     rank = np.arange(n, dtype=np.int64) - starts[gid]
     return Groups(order, ordered.astype(np.int64), ordered[starts], starts, counts, gid, rank)
+
+
+@dataclass(frozen=True, slots=True)
+class SortedRuns:
+    """A batch's rows as runs, one per sensor, in ascending sensor order; within a run, the
+    sensor's rows in batch order (a stable sort). `order` is the batch row at each sorted
+    position, or None when the batch already was in that order (the simulated source emits
+    it so), which saves a gather per column and a scatter per result.
+
+    Per run: `sensors`, `starts` (sorted position of its first row), `counts`. Per sorted row:
+    `gid` (its run), `rank` (its index in the run), `row_sensor`.
+    """
+
+    order: IntArray | None
+    sensors: IntArray
+    starts: IntArray
+    counts: IntArray
+    gid: IntArray
+    rank: IntArray
+    row_sensor: SensorArray
+
+    def part(self, first: int, last: int) -> SortedRuns:
+        """Runs `first` up to `last` (excluded), as if their rows were a batch of their own
+        (already in sorted order)."""
+        lo = int(self.starts[first])
+        hi = int(self.starts[last]) if last < self.starts.shape[0] else self.rank.shape[0]
+        return SortedRuns(
+            None,
+            self.sensors[first:last],
+            self.starts[first:last] - lo,
+            self.counts[first:last],
+            self.gid[lo:hi] - first,
+            self.rank[lo:hi],
+            self.row_sensor[lo:hi],
+        )
+
+
+def sorted_runs(sensor: SensorArray) -> SortedRuns:
+    """`sensor` as runs: a few O(n) passes when the rows are already grouped ascending."""
+    n = sensor.shape[0]
+    new = np.empty(n, dtype=np.bool_)
+    new[:1] = True
+    np.not_equal(sensor[1:], sensor[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    order: IntArray | None = None
+    key = sensor
+    if starts.shape[0] > 1 and (np.diff(sensor[starts]) <= 0).any():  # not grouped ascending
+        order = np.argsort(_sort_key(sensor), kind="stable").astype(np.int64, copy=False)
+        key = sensor[order]
+        np.not_equal(key[1:], key[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, n))
+    gid = np.repeat(np.arange(starts.shape[0]), counts)
+    rank = np.arange(n) - np.repeat(starts, counts)
+    return SortedRuns(order, key[starts].astype(np.int64), starts, counts, gid, rank, key)
+
+
+def round6(column: FloatArray) -> FloatArray:
+    """`column` rounded to 6 decimal places, in place: `rint(x * 1e6) / 1e6` (half to even;
+    the division is correctly rounded, so the result is the float nearest the decimal)."""
+    column *= 1e6
+    np.rint(column, out=column)
+    column /= 1e6
+    return column
+
+
+def runs_of(batch: Batch) -> SortedRuns:
+    """`sorted_runs(batch.sensor)`, computed once per batch for all the stages that need it."""
+    memo = batch.memo.get("runs")
+    if memo is not None and memo[0] is batch.sensor:
+        runs: SortedRuns = memo[1]
+        return runs
+    runs = sorted_runs(batch.sensor)
+    batch.memo["runs"] = (batch.sensor, runs)
+    return runs
+
+
+def _sort_key(sensor: SensorArray) -> SensorArray | npt.NDArray[np.uint16]:
+    # numpy's stable sort is a radix sort for 16-bit keys (O(n)) and a timsort otherwise,
+    # which is several times slower on interleaved sensors.
+    if sensor.shape[0] and int(sensor.max()) < 1 << 16:
+        return sensor.astype(np.uint16)
+    return sensor
 
 
 def grown(array: Any, needed: int, fill: float | int) -> Any:

@@ -1,4 +1,8 @@
-"""`moving_average`: the mean of each sensor's last `window` values."""
+"""`moving_average`: the mean of each sensor's last `window` values, to 6 decimal places.
+
+Rounded (`rint(x * 1e6) / 1e6`, half to even) for the same reason as `normalize`: a value on
+that grid prints exactly in a few characters, and no reading is that precise anyway.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,13 @@ from daemon.batch import Batch, FloatArray
 from daemon.components import Stage
 from daemon.config.fields import Range
 from daemon.runtime import ComponentContext
-from daemon.stages.grouping import carried
+from daemon.stages.grouping import carried, round6, runs_of
 from daemon.stages.window import SUM, SlidingWindows
 
 
 class MovingAverage(Stage, name="moving_average"):
-    """Adds `moving_avg` = the mean of the sensor's last `window` values (current included)."""
+    """Adds `moving_avg` = the mean of the sensor's last `window` values (current included),
+    rounded to 6 decimal places."""
 
     @dataclass(frozen=True)
     class Config:
@@ -42,7 +47,6 @@ class MovingAverage(Stage, name="moving_average"):
 
     def moving_avg(self, batch: Batch) -> FloatArray:
         """The column for `batch`, advancing every sensor's window past it."""
-        rows = self.windows.push(batch.sensor, batch.value)
+        rows = self.windows.push(batch.sensor, batch.value, runs_of(batch))
         (total,) = rows.reduced
-        mean: FloatArray = total / rows.counts
-        return mean
+        return round6(total / rows.counts)

@@ -1,4 +1,9 @@
-"""`normalize`: each reading's position within its sensor's recent range, in [0, 1]."""
+"""`normalize`: each reading's position within its sensor's recent range, in [0, 1].
+
+Rounded to 6 decimal places (`rint(x * 1e6) / 1e6`, half to even): a millionth of the range is
+finer than any sensor resolves, and a value on that grid prints exactly in a few characters,
+which the wire encoder turns into text without a round-trip search (see sinks.wire_numbers).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,13 @@ from daemon.batch import Batch, FloatArray
 from daemon.components import Stage
 from daemon.config.fields import Range
 from daemon.runtime import ComponentContext
-from daemon.stages.grouping import carried
+from daemon.stages.grouping import carried, round6, runs_of
 from daemon.stages.window import MAX, MIN, SlidingWindows
 
 
 class Normalize(Stage, name="normalize"):
-    """Adds `normalized` = (v - min) / (max - min) over the sensor's last `window` values."""
+    """Adds `normalized` = (v - min) / (max - min) over the sensor's last `window` values (0.0
+    when max == min), rounded to 6 decimal places."""
 
     @dataclass(frozen=True)
     class Config:
@@ -46,8 +52,8 @@ class Normalize(Stage, name="normalize"):
 
     def normalized(self, batch: Batch) -> FloatArray:
         """The column for `batch`, advancing every sensor's window past it."""
-        lo, hi = self.windows.push(batch.sensor, batch.value).reduced
+        lo, hi = self.windows.push(batch.sensor, batch.value, runs_of(batch)).reduced
         span = hi - lo
         out = np.zeros(len(batch), dtype=np.float64)
         np.divide(batch.value - lo, span, out=out, where=span > 0)
-        return out
+        return round6(out)

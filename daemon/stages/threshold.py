@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import numpy as np
+
 from daemon.batch import Batch
 from daemon.components import Stage
 from daemon.runtime import ComponentContext
@@ -38,7 +40,7 @@ class ThresholdFilter(Stage, name="threshold_filter"):
         async for batch in batches:
             value = batch.value
             keep = (value >= lo) & (value <= hi)  # NaN compares false: dropped too
-            kept = int(keep.sum())
+            kept = int(np.count_nonzero(keep))
             dropped = len(batch) - kept
             if dropped == 0:
                 if kept or batch.derived:

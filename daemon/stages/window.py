@@ -1,39 +1,45 @@
 """Per-sensor sliding windows for `normalize` and `moving_average`, vectorised across sensors.
 
-How (van Herk / Gil-Werman): cut each sensor's stream into blocks of `window` readings. The
-window ending at a reading is the suffix of the previous block (from the reading's slot + 1)
-plus the prefix of its own block up to it. So a sensor's state is its open block's running
-prefix plus the suffixes of its last completed block, and a batch costs a segmented prefix scan
-over its rows (log2(window) passes at most), one suffix scan per block it completes, and a few
-gathers — O(readings), whatever the mix of sensors: one reading from each of 10,000 sensors, or
-thousands of two. No Python loop runs per sensor or per reading.
+How: every sensor keeps its last `window - 1` values (its history). A batch is laid out as one
+flat array in which each sensor's rows follow its history, so the window ending at any row lies
+inside that flat array, and a sliding reduction over the whole array — blind to where one sensor
+ends and the next begins — is right at every row. That reduction takes a few vectorised passes
+that double the span each time (a "sparse table"): min and max over `window` are two
+overlapping spans of the largest power of two that fits, a sum adds the spans of the binary
+digits of `window`. So a batch costs O(readings + sensors in it * window) and ~log2(window)
+passes, whatever the mix: thousands of readings of four sensors, or one of each of 4,096.
 
-The reduction must be associative with an identity: min and max (`np.fmin`/`np.fmax`, identity
-NaN, which they skip) and sum (identity 0.0, divided by the count for a mean).
+The reduction must be associative, and its identity what an empty part of a young sensor's
+window holds: min and max skip NaN (`np.fmin`, `np.fmax`), a sum adds 0.0 (divided by the count
+for a mean). The reductions of one `SlidingWindows` share their identity.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from daemon.batch import FloatArray, IntArray, SensorArray
-from daemon.stages.blocks import BlockBuffer
+from daemon.stages.grouping import SortedRuns, grown, sorted_runs
 
 
 @dataclass(frozen=True)
 class Reduction:
-    """An associative ufunc and its identity (what an empty part of a window reduces to)."""
+    """An associative ufunc, its identity, and whether overlapping spans may be combined
+    (min and max: yes; a sum would count the overlap twice)."""
 
     op: np.ufunc
     identity: float
+    idempotent: bool
 
 
-MIN = Reduction(np.fmin, math.nan)
-MAX = Reduction(np.fmax, math.nan)
-SUM = Reduction(np.add, 0.0)
+MIN = Reduction(np.fmin, math.nan, True)
+MAX = Reduction(np.fmax, math.nan, True)
+SUM = Reduction(np.add, 0.0, False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,85 +55,112 @@ class SlidingWindows:
     """The last `window` readings of every sensor, reduced by each of `reductions`."""
 
     def __init__(self, window: int, reductions: tuple[Reduction, ...]) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if len({repr(r.identity) for r in reductions}) != 1:
+            raise ValueError("the reductions of one SlidingWindows must share their identity")
         self.window = window
         self.reductions = reductions
-        self._blocks = BlockBuffer(window, channels=1)
-        self._cap = 0  # sensors the per-reduction state has rows for
-        # Per reduction: `_run[s]` is the op over sensor s's open block so far, with an identity
-        # slot at `_cap` (for rows that start a new block). `_suffix[s, j]` is the op over the
-        # last completed block of s from slot j on, with an identity column at `window`; rows
-        # past `_cap` are scratch for the suffixes of the blocks the current batch completes.
-        self._run = [np.full(1, r.identity, dtype=np.float64) for r in reductions]
-        self._suffix = [np.zeros((0, window + 1), dtype=np.float64) for _ in reductions]
+        self._identity = reductions[0].identity
+        self._history = np.full((0, window - 1), self._identity, dtype=np.float64)
+        self._seen: IntArray = np.zeros(0, dtype=np.int64)
 
-    def push(self, sensor: SensorArray, value: FloatArray) -> WindowRows:
-        """Append a batch to its sensors' windows; return each row's reduced window."""
+    def push(
+        self, sensor: SensorArray, value: FloatArray, runs: SortedRuns | None = None
+    ) -> WindowRows:
+        """Append a batch to its sensors' windows; return each row's reduced window. `runs`:
+        `sorted_runs(sensor)`, if the caller has it already."""
         n = sensor.shape[0]
         if n == 0:
             empty = np.empty(0, dtype=np.float64)
             return WindowRows(tuple(empty for _ in self.reductions), np.empty(0, dtype=np.int64))
-        w = self.window
-        layout, [(ordered, stack)] = self._blocks.push(sensor, value)
-        g = layout.groups
-        self._reserve(int(g.sensors[-1]) + 1, layout.k)
-        cap = self._cap
-        # Rows of the block that was open when the batch came (rel == 0) continue its running
-        # prefix and follow the last block completed before the batch (state row: the sensor);
-        # rows of later blocks start afresh and follow a block completed in this batch (scratch
-        # row cap + first + rel - 1). Selected by arithmetic, not boolean masks: cheaper.
-        later: IntArray = np.minimum(layout.rel, 1)
-        rs = g.row_sensor
-        run_at = rs + later * (cap - rs)
-        follows = rs + later * (cap + layout.first[g.gid] + layout.rel - 1 - rs)
-        before_at = follows * (w + 1) + layout.slot + 1
-        seg_rank = layout.slot - (1 - later) * layout.fill[g.gid]
-        last = g.starts + g.counts - 1
-        closes = layout.slot[last] == w - 1  # the batch ends a group exactly at a block end
-        has_done = layout.done > 0
-        newest = cap + (layout.first + layout.done - 1)[has_done]
-
-        reduced = []
-        for r, run, suffix in zip(self.reductions, self._run, self._suffix, strict=True):
-            prefix = r.op(_segmented_scan(r.op, ordered, seg_rank), run[run_at])
-            scratch = suffix[cap : cap + layout.k]
-            scratch[:, :w] = r.op.accumulate(stack[:, ::-1], axis=1)[:, ::-1]
-            scratch[:, w] = r.identity
-            out = np.empty(n, dtype=np.float64)
-            out[g.order] = r.op(suffix.ravel()[before_at], prefix)
-            reduced.append(out)
-            run[g.sensors] = np.where(closes, r.identity, prefix[last])
-            suffix[g.sensors[has_done]] = suffix[newest]
-
-        counts = np.empty(n, dtype=np.int64)
-        counts[g.order] = np.minimum(layout.pos + 1, w)
+        runs = runs if runs is not None else sorted_runs(sensor)
+        self._reserve(int(runs.sensors[-1]) + 1)
+        ordered = value if runs.order is None else value[runs.order]
+        before = (self._seen[runs.sensors] + 1).repeat(runs.counts)
+        counts = np.minimum(before + runs.rank, self.window)
+        parts = []
+        g = runs.starts.shape[0]
+        step = max(1, _MAX_FLAT // self.window)  # runs per part: bounds the flat array's size
+        for first in range(0, g, step):
+            part = runs if step >= g else runs.part(first, min(first + step, g))
+            lo = int(runs.starts[first])
+            parts.append(self._push_sorted(part, ordered[lo : lo + part.rank.shape[0]]))
+        reduced = [np.concatenate(c) if len(parts) > 1 else c[0] for c in zip(*parts, strict=True)]
+        if runs.order is not None:  # back to batch row order
+            reduced = [_unsorted(col, runs.order) for col in reduced]
+            counts = _unsorted(counts, runs.order)
         return WindowRows(tuple(reduced), counts)
 
-    def _reserve(self, sensors: int, scratch: int) -> None:
-        """Room for `sensors` sensors (doubling) plus `scratch` scratch suffix rows."""
-        cap = self._cap
-        new_cap = cap if sensors <= cap else max(sensors, 2 * cap, 64)
-        for i, r in enumerate(self.reductions):
-            if new_cap != cap:
-                run = np.full(new_cap + 1, r.identity, dtype=np.float64)
-                run[:cap] = self._run[i][:cap]
-                self._run[i] = run
-            old = self._suffix[i]
-            if new_cap != cap or old.shape[0] < new_cap + scratch:
-                rows = new_cap + max(2 * scratch, old.shape[0] - cap, 64)
-                suffix = np.full((rows, self.window + 1), r.identity, dtype=np.float64)
-                suffix[:cap] = old[:cap]
-                self._suffix[i] = suffix
-        self._cap = new_cap
+    def _push_sorted(self, runs: SortedRuns, ordered: FloatArray) -> list[FloatArray]:
+        flat, at = self._lay_out(runs, ordered)
+        reduced = [self._sliding(r, flat, at) for r in self.reductions]
+        self._remember(runs, flat, at)
+        return reduced
+
+    def _reserve(self, sensors: int) -> None:
+        if sensors > self._seen.shape[0]:
+            self._history = grown(self._history, sensors, self._identity)
+            self._seen = grown(self._seen, sensors, 0)
+
+    def _lay_out(self, runs: SortedRuns, ordered: FloatArray) -> tuple[FloatArray, IntArray]:
+        """The flat array: each run's sensor history, then the run. Returns it and where each
+        (sorted) row landed in it."""
+        h = self.window - 1
+        g = runs.starts.shape[0]
+        shift = (np.arange(1, g + 1) * h).repeat(runs.counts)
+        at = np.arange(ordered.shape[0]) + shift
+        history = self._history[runs.sensors]
+        if g <= _FEW_RUNS:  # a few long runs: copy slices
+            pieces = []
+            for j, (lo, hi) in enumerate(zip(runs.starts, runs.starts + runs.counts, strict=True)):
+                pieces += [history[j], ordered[lo:hi]]
+            return np.concatenate(pieces), at
+        flat = np.empty(ordered.shape[0] + g * h, dtype=np.float64)
+        flat[at] = ordered
+        if h:
+            flat[(runs.starts + np.arange(g) * h)[:, None] + np.arange(h)] = history
+        return flat, at
+
+    def _sliding(self, r: Reduction, flat: FloatArray, at: IntArray) -> FloatArray:
+        """`r` over the `window` values of `flat` ending at each of `at`."""
+        w = self.window
+        if w == 1:
+            return flat[at]
+        level, span = flat, 1  # level[i]: r over flat[i : i + span]
+        kept = {}  # the levels a sum combines: the binary digits of w
+        while 2 * span <= w:
+            if not r.idempotent and w & span:
+                kept[span] = level
+            level = r.op(level[:-span], level[span:])
+            span *= 2
+        # out[p - (w - 1)] for every p from w - 1 on: r over flat[p - w + 1 : p + 1]
+        if r.idempotent:  # two spans, overlapping in the middle
+            out = r.op(level[: level.shape[0] - (w - span)], level[w - span :])
+        else:  # spans of the binary digits of w, one after the other
+            length = flat.shape[0] - w + 1
+            out = level[:length]
+            start = span
+            for part in sorted(kept, reverse=True):
+                out = r.op(out, kept[part][start : start + length])
+                start += part
+        windows: FloatArray = out[at - (w - 1)]
+        return windows
+
+    def _remember(self, runs: SortedRuns, flat: FloatArray, at: IntArray) -> None:
+        """Each sensor's last `window - 1` values (its history) and readings seen so far."""
+        h = self.window - 1
+        if h:
+            ends = at[runs.starts + runs.counts - 1] + 1  # one past each run's last row
+            self._history[runs.sensors] = flat[(ends - h)[:, None] + np.arange(h)]
+        self._seen[runs.sensors] += runs.counts
 
 
-def _segmented_scan(op: np.ufunc, x: FloatArray, seg_rank: IntArray) -> FloatArray:
-    """Inclusive prefix `op` within runs of consecutive rows, `seg_rank` being each row's index
-    in its run (Hillis-Steele: ceil(log2(longest run)) vectorised passes)."""
-    out = x.copy()
-    longest = int(seg_rank.max()) + 1
-    step = 1
-    while step < longest:
-        combined = op(out[step:], out[:-step])  # from the previous pass's values
-        out[step:] = np.where(seg_rank[step:] >= step, combined, out[step:])
-        step *= 2
+_FEW_RUNS = 16  # up to this many runs, the flat array is built from slices, not scattered
+_MAX_FLAT = 1 << 21  # about this many values at most in one flat array (16 MiB)
+
+
+def _unsorted(column: npt.NDArray[Any], order: IntArray) -> npt.NDArray[Any]:
+    out = np.empty_like(column)
+    out[order] = column
     return out

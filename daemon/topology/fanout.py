@@ -46,6 +46,7 @@ class FanOut:
         else:
             counters.written += n
             self.last_written_at = asyncio.get_running_loop().time()
+            self.state.latency.record(batch.ts)  # end-to-end: reading taken -> acknowledged
 
     async def replay_idle(self) -> None:
         """Give each sink a chance to replay its spool when no new data is arriving (each

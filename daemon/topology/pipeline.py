@@ -20,9 +20,12 @@ from daemon.batch import Batch
 from daemon.components import Source, Stage
 from daemon.config import AppConfig
 from daemon.observability.health import StageStats
+from daemon.resilience import GuardedSink
 from daemon.runtime import RunState
+from daemon.sinks.encode_ahead import EncodeAhead
 from daemon.topology.build import Components, build_components
 from daemon.topology.fanout import FanOut
+from daemon.topology.memory import keep_freed_memory
 
 IDLE_REPLAY_S = 1.0
 
@@ -44,6 +47,7 @@ class Pipeline:
         return self.queue.qsize() if self.queue is not None else 0
 
     async def run(self) -> None:
+        keep_freed_memory()  # before the first batch's temporaries (see memory.py)
         comps = self.components
         opened: list[Source | Stage] = []
         try:
@@ -58,15 +62,19 @@ class Pipeline:
             self.queue = asyncio.Queue(maxsize=self.config.daemon.queue_batches)
             pump = asyncio.create_task(self._pump(comps.sources, self.queue), name="sources")
             replayer = asyncio.create_task(self._replay_when_idle(), name="idle-replay")
+            ahead = _encoder_ahead(comps.sinks)
+            stream = self._chain(self.queue, comps.stages)
             self.started.set()
             try:
-                await self._sink_loop(self._chain(self.queue, comps.stages))
+                await self._sink_loop(ahead.stream(stream) if ahead else stream)
                 await pump  # re-raises a source's error, if any
             finally:
                 for task in (pump, replayer):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                if ahead is not None:
+                    await ahead.close()
         finally:
             for component in reversed(opened):
                 await component.close()
@@ -96,13 +104,42 @@ class Pipeline:
         return stream
 
     async def _sink_loop(self, stream: AsyncIterator[Batch]) -> None:
-        async for batch in stream:
-            await self.fanout.deliver(batch)
+        """Deliver each batch while the stages prepare the next one. One delivery is in flight
+        at a time, so order, backpressure and every count are as if each were awaited in turn;
+        but a delivery that waits on another thread or process (the file write, the encoder
+        process) overlaps with the source's and the stages' work on the next batch."""
+        delivering: asyncio.Task[None] | None = None
+        try:
+            async for batch in stream:
+                if delivering is not None:
+                    await delivering
+                delivering = asyncio.create_task(self.fanout.deliver(batch))
+                # Let it run up to its first real wait (the write, the encoder process) now:
+                # pulling the next batch through the stages need not yield to the loop at all.
+                await asyncio.sleep(0)
+        finally:
+            if delivering is not None:
+                try:
+                    await asyncio.shield(delivering)  # a batch handed over is seen through
+                except asyncio.CancelledError:
+                    delivering.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await delivering
+                    raise
 
     async def _replay_when_idle(self) -> None:
         while True:
             await asyncio.sleep(IDLE_REPLAY_S)
             await self.fanout.replay_idle()
+
+
+def _encoder_ahead(sinks: list[GuardedSink]) -> EncodeAhead | None:
+    """A child process encoding batches for the sinks that want it (see encode_ahead.py)."""
+    if not any(getattr(guarded.sink, "encode_ahead", False) for guarded in sinks):
+        return None
+    ahead = EncodeAhead()
+    ahead.start()
+    return ahead
 
 
 async def _from_queue(queue: asyncio.Queue[Batch | None]) -> AsyncIterator[Batch]:

@@ -153,18 +153,15 @@ def test_killed_feature_worker_is_replaced_and_no_feature_is_lost(
 
 
 def _pool_workers(daemon_pid: int) -> list[int]:
-    """Processes running pool work: descendants that are neither the forkserver nor the
-    resource tracker (their command lines name those modules)."""
+    """Processes running pool work: the forkserver's children (they share its command line;
+    the daemon's own forked encoder has the daemon's, the resource tracker its module's)."""
     workers = []
     for pid in descendants(daemon_pid):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        if b"resource_tracker" in cmd:
-            continue
-        children = descendants(pid)
-        if b"forkserver" in cmd and children:
-            continue  # the forkserver itself: its children are the workers
+        if b"forkserver" not in cmd or descendants(pid):
+            continue  # not forked by the forkserver, or the forkserver itself
         workers.append(pid)
     return workers

@@ -85,6 +85,7 @@ def test_snapshot_carries_counters_rates_stages_queues_breakers_spool_lag_rss(
     assert snap["stages"]["stages[0]"] == {
         "in": 1000,
         "out": 900,
+        "batches": 1,
         "in_per_s": 500.0,
         "out_per_s": 450.0,
         "p50_ms": 4.0,

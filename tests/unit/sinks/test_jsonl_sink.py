@@ -3,10 +3,13 @@ the fsync policy (fsync calls counted), errors surfacing as SinkError, torn writ
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import resource
 import signal
+import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -213,21 +216,86 @@ async def test_fsync_interval_syncs_once_the_interval_passed(
     clock.now += 0.5
     await sink.write(batch(5))
     await sink.flush()
+    await sink.synced()
     assert fsyncs == []
     clock.now += 0.5
-    await sink.flush()
+    await sink.flush()  # starts an fsync in the background; nothing waits for it...
+    await sink.synced()  # ...but here
     assert len(fsyncs) == 1
     await sink.flush()  # nothing written since
     clock.now += 5.0
     await sink.flush()
+    await sink.synced()
     assert len(fsyncs) == 1
     await sink.write(batch(10))  # the interval is long past: this write syncs
+    await sink.synced()
     assert len(fsyncs) == 2
     clock.now += 0.1
     await sink.write(batch(15))
+    await sink.synced()
     assert len(fsyncs) == 2
     await sink.close()  # close syncs what is left
     assert len(fsyncs) == 3
+
+
+async def test_fsync_interval_does_not_hold_up_writes_and_reports_its_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interval fsync runs while the next batch is written; if it fails, the next write
+    raises (so the batch is retried, and the breaker sees the disk failing) and the one after
+    that retries the fsync."""
+    clock = Clock()
+    path = tmp_path / "r.jsonl"
+    sink = make_sink(tmp_path, path, fsync="interval", fsync_interval_s=1.0, clock=clock)
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def slow_failing_fsync(fd: int) -> None:
+        calls.append(fd)
+        started.set()
+        release.wait(10)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", slow_failing_fsync)
+    await sink.open()
+    await sink.write(batch(0))
+    clock.now += 1.0
+    await sink.flush()  # due: the fsync starts in the background
+    await asyncio.to_thread(started.wait, 10)
+    await sink.write(batch(5))  # written while the fsync is still stuck
+    assert path.read_bytes() == encode_batch(batch(0)) + encode_batch(batch(5))
+    release.set()
+    await sink.synced()
+    with pytest.raises(SinkError, match="cannot fsync"):
+        await sink.write(batch(10))
+    assert path.read_bytes() == encode_batch(batch(0)) + encode_batch(batch(5))  # not written
+    monkeypatch.setattr(os, "fsync", calls.append)
+    await sink.write(batch(10))  # the retry: now the fsync works again
+    await sink.synced()
+    assert len(calls) == 2
+    await sink.close()
+
+
+async def test_a_device_or_pipe_is_never_rotated_truncated_or_fsynced(
+    tmp_path: Path, fsyncs: list[int]
+) -> None:
+    """A path that is not a regular file (a benchmark's /dev/null, here a FIFO) is only written
+    to: rotating /dev/null as root would rename the machine's /dev/null."""
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets the sink open it for writing
+    try:
+        sink = make_sink(tmp_path, fifo, rotate_bytes=1, fsync="batch")
+        await sink.open()
+        await sink.write(batch(0))
+        await sink.write(batch(5))
+        await sink.close()
+        assert os.read(reader, 1 << 20) == encode_batch(batch(0)) + encode_batch(batch(5))
+    finally:
+        os.close(reader)
+    assert sorted(os.listdir(tmp_path)) == ["out.fifo"]  # no out.fifo.1  # noqa: PTH208
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # noqa: PTH116 - the sync check of a test
+    assert fsyncs == []
 
 
 async def test_fsync_never_never_syncs(tmp_path: Path, fsyncs: list[int]) -> None:
