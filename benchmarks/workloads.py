@@ -118,13 +118,17 @@ seed = 7
 
 
 def jsonl(tmp: Path, path: str = "", fsync: str = "interval") -> str:
+    """Into `tmp/out.jsonl`, or into `path` (e.g. /dev/null), which is then never rotated:
+    rotating renames the file, and a device must never be renamed (the sink also refuses to
+    rotate anything but a regular file; this does not rely on it)."""
+    rotate = "rotate_bytes = 0\n" if path else ""
     return f"""
 [[sinks]]
 type = "jsonl"
 path = "{path or tmp / "out.jsonl"}"
 fsync = "{fsync}"
 spool_dir = "{tmp / "spool"}"
-"""
+{rotate}"""
 
 
 def blackhole(tmp: Path, max_per_s: float) -> str:

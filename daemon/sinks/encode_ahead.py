@@ -10,18 +10,21 @@ the children's hands, dealt round-robin, while the stages prepare the next.
 
 The encoded bytes ride on the batch (`batch.memo["wire"]`, a view of its shared output slot);
 a file-like sink writes them instead of encoding (`wire_bytes`). A slot is reused only after the
-batch that had it was delivered: the sink loop holds one delivery in flight and pulls the next
-batch (which submits one more) before awaiting it, so `DEPTH + 2` slots suffice. A batch a child
-could not encode (it died, or the batch is refused or too big) carries no bytes: the sink encodes
-it itself, and reports a refusal as before. A dead child is replaced at once.
+batch that had it was delivered: at most `DEPTH` are submitted and not yet taken, and the sink
+loop holds one delivery in flight and takes the next batch before awaiting it, so `DEPTH + 2`
+slots suffice. A batch is yielded as soon as it is encoded (a feeder task pulls and submits),
+so a quiet source's batch never waits for the next to arrive. A batch a child could not encode
+(it died, or the batch is refused or too big) carries no bytes: the sink encodes it itself, and
+reports a refusal as before. A dead child is replaced at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mmap
-from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Final
 
 from daemon.batch import Batch
@@ -29,7 +32,7 @@ from daemon.sinks.encoder_child import EncoderChild, Reply, copy_in
 
 PROCESSES: Final = 1  # encoder children (the second core); 2 measured no better here
 DEPTH: Final = 3  # batches in the children's hands while the stages prepare the next
-SLOTS: Final = DEPTH + 2  # + the one being delivered + the one whose delivery just ended
+SLOTS: Final = DEPTH + 2  # + the one yielded last + the one being delivered
 INPUT_BYTES: Final = 4 * 1024 * 1024  # per slot: the columns (virtual: touched pages count)
 OUTPUT_BYTES: Final = 16 * 1024 * 1024  # per slot: the wire bytes; a bigger batch is skipped
 WIRE: Final = "wire"  # the memo key of a batch's encoded bytes
@@ -42,6 +45,14 @@ def wire_bytes(batch: Batch) -> memoryview | None:
         return None
     view: memoryview = memo[1]
     return view
+
+
+_Submitted = tuple[Batch, "asyncio.Future[Reply] | None", int]
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    error: BaseException | None  # why the batches ended early, if they did
 
 
 class EncodeAhead:
@@ -70,19 +81,38 @@ class EncodeAhead:
                 child.start()
 
     async def stream(self, batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
-        ahead: deque[tuple[Batch, asyncio.Future[Reply] | None, int]] = deque()
-        async for batch in batches:
-            ahead.append(self._submit(batch))
-            if len(ahead) > DEPTH:
-                yield await self._collect(*ahead.popleft())
-        while ahead:
-            yield await self._collect(*ahead.popleft())
+        """The batches in order, each as soon as it is encoded: a feeder task pulls and submits
+        up to `DEPTH` ahead, so a quiet source's batch is not held back waiting for the next."""
+        room = asyncio.Semaphore(DEPTH)  # submitted and not yet taken
+        ahead: asyncio.Queue[_Submitted | _End] = asyncio.Queue()
+
+        async def feed() -> None:
+            try:
+                async for batch in batches:
+                    await room.acquire()
+                    ahead.put_nowait(self._submit(batch))
+            except BaseException as exc:  # re-raised by the consumer
+                ahead.put_nowait(_End(exc))
+                raise
+            ahead.put_nowait(_End(None))
+
+        feeder = asyncio.create_task(feed())
+        try:
+            while not isinstance(item := await ahead.get(), _End):
+                room.release()
+                yield await self._collect(*item)
+            if item.error is not None:
+                raise item.error
+        finally:
+            feeder.cancel()
+            with contextlib.suppress(BaseException):
+                await feeder
 
     async def close(self) -> None:
         for child in self._children:
             await child.close()
 
-    def _submit(self, batch: Batch) -> tuple[Batch, asyncio.Future[Reply] | None, int]:
+    def _submit(self, batch: Batch) -> _Submitted:
         """Hand `batch` to the next child, if the batch fits a slot."""
         slot, child = self._submitted % SLOTS, self._children[self._submitted % len(self._children)]
         self._submitted += 1

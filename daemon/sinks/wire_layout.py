@@ -4,10 +4,11 @@ A row is a sequence of parts, each as wide as its widest row in the batch. A `Fi
 computed per row, as a few `pieces`: arrays whose values hold up to 8 bytes of text each (the
 first byte in the lowest bits), or constants. A `Lookup` is text looked up per row in a `Texts`
 table (per-sensor text). `pack` lays the parts out one after the other in `(k, n)` uint64 words:
-constants fill the words, pieces are shifted into place (straddling two words maybe) and OR-ed
-in, lookups come pre-shifted from their table and are OR-ed in, so each costs a numpy pass or
-two over the batch whatever its width. Where a value is narrower than its part, its bytes are
-NUL; the encoder deletes the NULs of a whole batch at once, so they may sit anywhere.
+lookups are gathered from tables already shifted to their byte offset, straight into their
+words; constants fill the other words; pieces are shifted into place (straddling two words
+maybe) and OR-ed in. Each costs a numpy pass or two over the batch, whatever its width. Where a
+value is narrower than its part, its bytes are NUL; the encoder deletes the NULs of a whole
+batch at once, so they may sit anywhere.
 """
 
 from __future__ import annotations

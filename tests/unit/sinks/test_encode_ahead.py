@@ -79,6 +79,47 @@ async def test_batches_come_out_in_order_with_their_exact_wire_bytes(processes: 
         await ahead.close()
 
 
+async def test_a_batch_is_yielded_once_encoded_without_waiting_for_the_next() -> None:
+    """A quiet source: the next batch comes only after the sink got this one. Holding a batch
+    back until more arrive would deadlock here (and add latency in the daemon)."""
+    delivered = asyncio.Event()
+
+    async def quiet() -> AsyncIterator[Batch]:
+        yield batch(0)
+        await delivered.wait()
+        yield batch(1)
+
+    ahead = EncodeAhead(1)
+    ahead.start()
+    try:
+        async with asyncio.timeout(10):
+            out = []
+            async for b in ahead.stream(quiet()):
+                out.append(bytes(wire_bytes(b) or b""))
+                delivered.set()
+        assert out == [encode_batch(batch(0)), encode_batch(batch(1))]
+    finally:
+        await ahead.close()
+
+
+async def test_an_upstream_error_comes_after_the_batches_before_it() -> None:
+    async def failing() -> AsyncIterator[Batch]:
+        yield batch(0)
+        yield batch(1)
+        raise RuntimeError("a source failed")
+
+    ahead = EncodeAhead(1)
+    ahead.start()
+    got = []
+    try:
+        with pytest.raises(RuntimeError, match="a source failed"):
+            async for b in ahead.stream(failing()):
+                got.append(bytes(wire_bytes(b) or b""))
+        assert got == [encode_batch(batch(0)), encode_batch(batch(1))]
+    finally:
+        await ahead.close()
+
+
 async def test_sensors_interned_after_the_fork_are_encoded() -> None:
     ahead = EncodeAhead(2)
     ahead.start()
@@ -100,6 +141,21 @@ async def test_a_batch_the_child_cannot_encode_is_left_to_the_sink() -> None:
         out = [b async for b in ahead.stream(feed([batch(0), bad, batch(2)]))]
         assert [wire_bytes(b) is None for b in out] == [False, True, False]
         assert ahead.encoded == 2
+    finally:
+        await ahead.close()
+
+
+async def test_what_cannot_cross_to_the_child_is_left_to_the_sink() -> None:
+    unpicklable = batch(0)
+    unpicklable.derived = [{"kind": "alert", "why": lambda: None}]
+    objects = batch(1)
+    objects.columns["note"] = np.array(["a"] * len(objects), dtype=object)
+    ahead = EncodeAhead(1)
+    ahead.start()
+    try:
+        out = [b async for b in ahead.stream(feed([unpicklable, objects, batch(2)]))]
+        assert [wire_bytes(b) is None for b in out] == [True, True, False]
+        assert bytes(wire_bytes(out[2]) or b"") == encode_batch(batch(2))
     finally:
         await ahead.close()
 
