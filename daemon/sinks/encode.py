@@ -37,7 +37,14 @@ from daemon.sinks.wire_layout import Part, Texts, constant, lookup, pack
 from daemon.sinks.wire_numbers import number_field
 from daemon.sinks.wire_time import ts_cells, ts_field
 
-__all__ = ["WireEncoder", "encode_batch", "encode_derived", "encode_for_sink", "ts_cells"]
+__all__ = [
+    "WireEncoder",
+    "encode_batch",
+    "encode_derived",
+    "encode_for_sink",
+    "ts_cells",
+    "warm_up",
+]
 
 _RECORD: Final = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 _QUALITY: Final = (b',"quality":"ok"', b',"quality":"stale"')
@@ -57,6 +64,15 @@ def encode_for_sink(batch: Batch) -> bytes:
         return _DEFAULT.encode(batch)
     except (ValueError, TypeError) as exc:  # orjson.JSONEncodeError is a TypeError
         raise PermanentSinkError(f"cannot encode batch: {exc}") from exc
+
+
+def warm_up() -> None:
+    """Build the encoder's tables for every sensor known now, and its digit and time tables
+    (~30 ms cold, for 1,000 sensors): before a child is forked, so that it inherits them."""
+    size = len(SENSORS)
+    if size:
+        index = np.arange(size, dtype=np.int32)
+        _DEFAULT.encode(Batch.from_columns(index, index, np.full(size, 1.7e9), index * 1.5))
 
 
 def encode_derived(records: list[dict[str, Any]]) -> bytes:

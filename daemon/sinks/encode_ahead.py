@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from daemon.batch import Batch
+from daemon.sinks.encode import warm_up
 from daemon.sinks.encoder_child import EncoderChild, Reply, copy_in
 
 PROCESSES: Final = 1  # encoder children (the second core); 2 measured no better here
@@ -76,6 +77,7 @@ class EncodeAhead:
 
     def start(self) -> None:
         """Fork the children (needs the running event loop: replies are read on it)."""
+        warm_up()  # inherited by the children: their first batch is not a cold start
         for child in self._children:
             if not child.alive:
                 child.start()

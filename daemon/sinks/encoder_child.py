@@ -1,10 +1,10 @@
 """One forked process that encodes batches to wire bytes, in memory shared with the daemon.
 
 The child is forked (~7 ms; a forkserver or spawn start is 0.3-0.5 s of imports), so it has the
-encoder, its tables and the sensor table already. Signals are blocked around the fork and
-ignored in the child; it keeps no inherited descriptor but its pipe and exits when that closes,
-so a SIGTERM to the whole process group reaches the daemon's handlers once, and a dead daemon
-leaves no encoder behind.
+encoder, its tables (warmed just before: `encode.warm_up`) and the sensor table already. Signals
+are blocked around the fork and ignored in the child; it keeps no inherited descriptor but its
+pipe and exits when that closes, so a SIGTERM to the whole process group reaches the daemon's
+handlers once, and a dead daemon leaves no encoder behind.
 
 Per batch the daemon has copied the columns into a shared input slot; a small message (the slot,
 the columns' layout, the sensors interned since the last batch, derived records) goes over the
@@ -33,7 +33,7 @@ import numpy as np
 
 from daemon.batch import Batch
 from daemon.sensors import SENSORS
-from daemon.sinks.encode import WireEncoder
+from daemon.sinks.encode import encode_batch
 
 Reply = tuple[str, Any]  # ("ok", length) | ("failed", why) | ("too_big", length)
 Layout = list[tuple[str, int, int]]  # (dtype, offset, length) of each column in the input
@@ -176,7 +176,6 @@ def _serve(
     for sig in _SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-    encoder = WireEncoder(SENSORS)
     while True:
         try:
             index, new, names, layout, derived = pickle.loads(conn.recv_bytes())
@@ -188,7 +187,7 @@ def _serve(
         sensor, seq, ts, value, stale, *columns = arrays
         named = dict(zip(names, columns, strict=True))
         try:
-            data = encoder.encode(Batch(sensor, seq, ts, value, stale, named, derived))
+            data = encode_batch(Batch(sensor, seq, ts, value, stale, named, derived))
         except Exception as exc:  # any failure: the sink encodes it again and reports it
             reply: Reply = ("failed", repr(exc))
         else:

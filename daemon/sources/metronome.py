@@ -39,7 +39,7 @@ class Metronome:
         loop = asyncio.get_running_loop()
         step = self.period_s / self.phases
         origin = loop.time()
-        k = 0
+        k = -1  # beat 0 is now: the first phase starts at once, not a step in
         while True:
             k += 1
             delay = origin + k * step - loop.time()

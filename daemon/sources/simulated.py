@@ -152,7 +152,8 @@ class SimulatedSource(Source, name="simulated"):
             due = int((loop.time() - run.origin) * rate) - slots
             while due > 0:
                 if not has_good:
-                    if self._first_read_failed(i, attempt, run.wall + (slots + 1) / rate):
+                    # a failed read stands for the whole due range: it happened at its end
+                    if self._first_read_failed(i, attempt, run.wall + (slots + due) / rate):
                         attempt += 1
                         slots += due  # one failed read per tick; the next tick tries again
                         break

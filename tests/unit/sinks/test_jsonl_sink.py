@@ -434,5 +434,5 @@ def test_config_defaults() -> None:
     config = build(JsonlSink.Config, {"path": "data/r.jsonl"}, "sinks[0]", issues)
     assert issues == []
     assert config == JsonlSink.Config(
-        path="data/r.jsonl", rotate_bytes=256 * 1024 * 1024, fsync="interval", fsync_interval_s=1.0
+        path="data/r.jsonl", rotate_bytes=256 * 1024 * 1024, fsync="interval", fsync_interval_s=0.25
     )
