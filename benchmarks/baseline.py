@@ -2,12 +2,15 @@
 
 This is how most Python stream code is written: a dict per reading, a generator per stage,
 `json.dumps` per record. It is the yardstick the batch design has to beat, run in the same
-invocation on the same workload.
+invocation on the same workload, so it is written as well as plain per-record Python allows,
+not as a straw man: the sliding min/max are monotonic deques (amortised O(1) per reading;
+`min(w), max(w)` over a 50-deque cost ~5 us a reading here, most of the chain), timestamps are
+formatted with `isoformat` (~4x cheaper than `strftime`). It computes what the daemon computes
+(`normalized` over the last 50 values including the current one, `moving_avg` over 10).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import random
@@ -23,20 +26,23 @@ Record = dict[str, Any]
 
 
 def simulated(sensors: int, per_sensor: int, seed: int = 7) -> Iterator[Record]:
+    """Drift, noise and 5 % spikes, at the daemon's default resolution of 3 decimals."""
     rng = random.Random(seed)
     base = [20.0 + 60.0 * rng.random() for _ in range(sensors)]
+    ids = [f"S{s:04d}" for s in range(sensors)]
     start = time.time()
     for seq in range(per_sensor):
+        drift = 5.0 * math.sin(seq / 50.0)
         for s in range(sensors):
-            value = base[s] + 5.0 * math.sin(seq / 50.0) + rng.gauss(0.0, 1.0)
+            value = base[s] + drift + rng.gauss(0.0, 1.0)
             if rng.random() < 0.05:
                 value += rng.choice((-1.0, 1.0)) * 60.0
             yield {
                 "kind": "reading",
-                "sensor_id": f"S{s:04d}",
+                "sensor_id": ids[s],
                 "seq": seq,
                 "ts": start + seq / 1000.0,
-                "value": value,
+                "value": round(value, 3),
                 "unit": "celsius",
                 "quality": "ok",
             }
@@ -48,13 +54,44 @@ def threshold(records: Iterator[Record], lo: float, hi: float) -> Iterator[Recor
             yield r
 
 
+class SlidingRange:
+    """Min and max of the last `window` values: two monotonic deques of (position, value)."""
+
+    __slots__ = ("highs", "lows", "n", "window")
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.n = 0
+        self.lows: deque[tuple[int, float]] = deque()
+        self.highs: deque[tuple[int, float]] = deque()
+
+    def push(self, v: float) -> tuple[float, float]:
+        n, lows, highs = self.n, self.lows, self.highs
+        while lows and lows[-1][1] >= v:
+            lows.pop()
+        lows.append((n, v))
+        while highs and highs[-1][1] <= v:
+            highs.pop()
+        highs.append((n, v))
+        oldest = n - self.window
+        if lows[0][0] <= oldest:
+            lows.popleft()
+        if highs[0][0] <= oldest:
+            highs.popleft()
+        self.n = n + 1
+        return lows[0][1], highs[0][1]
+
+
 def normalize(records: Iterator[Record], window: int) -> Iterator[Record]:
-    windows: dict[str, deque[float]] = {}
+    ranges: dict[str, SlidingRange] = {}
     for r in records:
-        w = windows.setdefault(r["sensor_id"], deque(maxlen=window))
-        w.append(r["value"])
-        lo, hi = min(w), max(w)
-        r["normalized"] = 0.0 if hi == lo else (r["value"] - lo) / (hi - lo)
+        sensor = r["sensor_id"]
+        rng = ranges.get(sensor)
+        if rng is None:
+            rng = ranges[sensor] = SlidingRange(window)
+        v = r["value"]
+        lo, hi = rng.push(v)
+        r["normalized"] = 0.0 if hi == lo else (v - lo) / (hi - lo)
         yield r
 
 
@@ -67,8 +104,20 @@ def moving_average(records: Iterator[Record], window: int) -> Iterator[Record]:
         yield r
 
 
-def iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+class IsoTime:
+    """`2026-11-21T22:48:23.123456Z`, as the daemon writes it; the text up to the second is
+    formatted once per second (a datetime per reading costs ~2 us here)."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def __call__(self, ts: float) -> str:
+        second, micros = divmod(round(ts * 1e6), 1_000_000)
+        if second != self.second:
+            self.second = second
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self.prefix}.{micros:06d}Z"
 
 
 def run_chain(
@@ -82,6 +131,7 @@ def run_chain(
         chain = moving_average(
             normalize(threshold(simulated(sensors, per_sensor), 10.0, 100.0), 50), 10
         )
+        iso = IsoTime()
         for r in chain:
             r["ts"] = iso(r["ts"])
             line = dumps(r)

@@ -61,7 +61,7 @@ HEADLINES: dict[str, list[Metric]] = {
             Metric("read_per_s"),
             RSS,
         ]
-        for name in ("concurrency", "concurrency_fast_ticks")
+        for name in ("concurrency", "concurrency_coalesced")
     },
     "backpressure": [
         Metric("nominal_per_s"),

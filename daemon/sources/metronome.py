@@ -26,6 +26,10 @@ class Metronome:
     def phase_of(self, task_index: int) -> int:
         return task_index % self.phases
 
+    def offset_s(self, phase: int) -> float:
+        """When `phase` beats, after the start of each period."""
+        return phase * self.period_s / self.phases
+
     def beat(self, phase: int) -> asyncio.Future[None]:
         """A future resolved at the next beat of `phase` (once per period); await it."""
         fut = self._beats[phase]
@@ -33,12 +37,15 @@ class Metronome:
             fut = self._beats[phase] = asyncio.get_running_loop().create_future()
         return fut
 
-    async def run(self) -> None:
-        """Beat forever (cancel to stop). After a stall longer than a period, every phase is
-        woken once and the schedule resumes from now, rather than replaying missed beats."""
+    async def run(self, origin: float) -> None:
+        """Beat forever from `origin` (the loop's clock; cancel to stop): phase p beats at
+        `origin + offset_s(p)` and every period after. The origin is the caller's, not this
+        task's first step: starting 10,000 sensor tasks takes tens of milliseconds, and a
+        schedule counted from after them would wake every sensor that much after its readings
+        were due. After a stall longer than a period, every phase is woken once and the
+        schedule resumes from now, rather than replaying missed beats."""
         loop = asyncio.get_running_loop()
         step = self.period_s / self.phases
-        origin = loop.time()
         k = -1  # beat 0 is now: the first phase starts at once, not a step in
         while True:
             k += 1
@@ -52,6 +59,10 @@ class Metronome:
                 await asyncio.sleep(0)
                 continue
             self._pulse(k % self.phases)
+            if delay <= 0:
+                # Late: the phase just woken runs before the next is, rather than several
+                # phases' sensors in one burst that makes the loop later still.
+                await asyncio.sleep(0)
 
     def _pulse(self, phase: int) -> None:
         fut = self._beats[phase]

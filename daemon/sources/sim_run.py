@@ -71,8 +71,8 @@ def split(chunk: Chunk, n: int, rate_hz: float) -> tuple[Chunk, Chunk]:
 class SensorRun:
     queue: ChunkQueue
     metronome: Metronome
-    origin: float  # loop.time() at the start
-    wall: float  # time.time() at the start: reading k of this run is stamped wall + (k+1)/rate
+    origin: float = 0.0  # loop.time() at the start (once every sensor task waits for a beat)
+    wall: float = 0.0  # time.time() then: reading k is stamped wall + phase offset + (k+1)/rate
     sensors: list[asyncio.Task[None]] = field(default_factory=list)
     error: BaseException | None = None  # why the sensors stopped, if one failed
     _halted: bool = False

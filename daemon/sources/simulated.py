@@ -3,8 +3,14 @@
 Each sensor task wakes once per tick, `max(1/rate_hz, min_tick_s, sensors/max_wakeups_hz)`, and
 queues one `Chunk` saying how many of its readings are due since the run started (capped at
 `max_batch`, so a sensor that has fallen behind catches up in turns with the others). The last
-term caps the CPU spent waking tasks (~10 us each): 10,000 sensors at 10 Hz tick once a second,
-ten readings a chunk, rather than ten times a second; their timestamps are unaffected.
+term caps the CPU spent waking tasks (~5 us each): past 100,000 wake-ups a second, sensors tick
+less often and emit several readings per tick; their timestamps are unaffected, but a reading
+then waits up to a tick to be emitted (10,000 sensors at 10 Hz under a cap of 10,000: ~1 s).
+
+The sensors' ticks are spread evenly over the tick (the metronome's phases), and each sensor's
+schedule is offset by its phase: a reading is stamped with the time its sensor's tick was
+scheduled and emitted at that tick, not up to a tick later (with 10,000 sensors at 10 Hz that
+halves the mean end-to-end latency, ~100 -> ~50 ms).
 
 The queue is bounded: when the pipeline is slow the sensors wait on `put` and fall behind;
 nothing is dropped. `stream()` takes a chunk, coalesces whatever else is queued (up to
@@ -37,6 +43,10 @@ from daemon.sources.sim_model import SensorModel, SensorState
 from daemon.sources.sim_run import END, ChunkQueue, SensorRun, split
 
 _MAX_SEQ = 2**53  # chunks travel as float64 rows; seqs stay exact below this
+# A beat may fire up to a millisecond early (the loop's timers have millisecond resolution): a
+# reading due within this is taken at that beat rather than a whole tick later.
+_EARLY_S = 0.002
+_START_SLICE = 500  # sensor tasks started per turn of the loop
 
 
 class SimulatedSource(Source, name="simulated"):
@@ -74,7 +84,7 @@ class SimulatedSource(Source, name="simulated"):
         ] = 0.05
         max_wakeups_hz: Annotated[
             float, Range(gt=0), "sensor ticks per second, all sensors together (caps CPU)"
-        ] = 10_000.0
+        ] = 100_000.0
         queue_batches: Annotated[
             int, Range(ge=1, le=1000), "batches' worth of readings queued before sensors wait"
         ] = 4
@@ -117,23 +127,29 @@ class SimulatedSource(Source, name="simulated"):
         run = SensorRun(
             queue=ChunkQueue(cfg.queue_batches * cfg.max_batch),
             metronome=Metronome(cfg.tick_s(), cfg.sensors),
-            origin=loop.time(),
-            wall=time.time(),
         )
-        sensors = run.sensors = [
-            asyncio.create_task(self._sensor(i, run)) for i in range(cfg.sensors)
-        ]
-        helpers = [
-            asyncio.create_task(run.metronome.run()),
-            asyncio.create_task(run.supervise(self.ctx.state.stop)),
-        ]
+        sensors = run.sensors
+        helpers: list[asyncio.Task[None]] = []
         try:
+            # Started in slices, each running up to its first beat: 10,000 tasks at once held
+            # the loop ~30 ms. The schedule starts once they all wait, so none starts late.
+            for i in range(cfg.sensors):
+                sensors.append(asyncio.create_task(self._sensor(i, run)))
+                if i % _START_SLICE == _START_SLICE - 1:
+                    await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            run.origin, run.wall = loop.time(), time.time()
+            helpers += [
+                asyncio.create_task(run.metronome.run(run.origin)),
+                asyncio.create_task(run.supervise(self.ctx.state.stop)),
+            ]
             async for batch in self._batches(run, model):
                 yield batch
         finally:
             for task in (*helpers, *sensors):
                 task.cancel()
-            await asyncio.wait([*helpers, *sensors])
+            if helpers or sensors:
+                await asyncio.wait([*helpers, *sensors])
 
     async def _sensor(self, i: int, run: SensorRun) -> None:
         """One sensor: each tick, queue a chunk of the readings due since the run started."""
@@ -147,19 +163,22 @@ class SimulatedSource(Source, name="simulated"):
         queue = run.queue
         slots = 0  # schedule slots of this run used up (by readings or by failed first reads)
         phase = run.metronome.phase_of(i)
+        offset = run.metronome.offset_s(phase)  # slot k is due at origin + offset + k / rate
+        if seq < limit:
+            await run.metronome.beat(phase)  # the first: the run's origin is set by now
+        start, wall = run.origin + offset - _EARLY_S, run.wall + offset
         while seq < limit:
-            await run.metronome.beat(phase)
-            due = int((loop.time() - run.origin) * rate) - slots
+            due = int((loop.time() - start) * rate) - slots
             while due > 0:
                 if not has_good:
                     # a failed read stands for the whole due range: it happened at its end
-                    if self._first_read_failed(i, attempt, run.wall + (slots + due) / rate):
+                    if self._first_read_failed(i, attempt, wall + (slots + due) / rate):
                         attempt += 1
                         slots += due  # one failed read per tick; the next tick tries again
                         break
                     has_good = True
                 n = min(due, cap, limit - seq)
-                chunk = (i, seq, attempt, n, run.wall + (slots + 1) / rate)
+                chunk = (i, seq, attempt, n, wall + (slots + 1) / rate)
                 if queue.full():
                     await queue.put(chunk)  # backpressure: wait for room
                 else:
@@ -168,7 +187,10 @@ class SimulatedSource(Source, name="simulated"):
                 if n == due or seq >= limit:
                     break
                 await asyncio.sleep(0)  # still behind: let the other sensors take a turn
-                due = int((loop.time() - run.origin) * rate) - slots
+                due = int((loop.time() - start) * rate) - slots
+            if seq >= limit:
+                break
+            await run.metronome.beat(phase)
 
     def _first_read_failed(self, i: int, attempt: int, ts: float) -> bool:
         """Read `attempt` before any good read: on failure nothing is emitted, so the state is

@@ -1,4 +1,6 @@
-"""Keep freed memory mapped: per-batch temporaries must not cost a page fault per page.
+"""Process memory tuning for a long-running pipeline: two choices a library cannot make.
+
+1. Keep freed memory mapped: per-batch temporaries must not cost a page fault per page.
 
 Why: every stage and the wire encoder allocate arrays of a few hundred KB per batch and free
 them at once. glibc serves blocks above its mmap threshold (128 KiB at first, adjusted upwards
@@ -11,6 +13,14 @@ working set (a few tens of MB, bounded by batch size and queue depth), not at th
 length.
 
 Only glibc has `mallopt`; elsewhere this does nothing.
+
+2. Keep long-lived objects out of the garbage collector's full passes. Once a source runs, the
+process holds everything it will hold for the pipeline's life: modules, components and, for
+10,000 simulated sensors, 10,000 tasks with their coroutines. Every full collection walked all
+of them: with 10,000 sensors ticking at 10 Hz the event loop stalled for ~100 ms at a time
+(loop lag p99 106 ms; 9.7 ms with the collector off). `gc.freeze()` moves what exists now into
+the permanent generation, in O(1); short-lived garbage is still collected as before. A rebuilt
+pipeline unfreezes first, so the old pipeline's objects can be collected.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 import sys
 
 M_TRIM_THRESHOLD = -1
@@ -41,3 +52,13 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     )
+
+
+def freeze_long_lived() -> None:
+    """Exempt every object alive now from future collections (call once the sources run)."""
+    gc.freeze()
+
+
+def thaw_long_lived() -> None:
+    """Let the next full collection see them again (call when the pipeline is torn down)."""
+    gc.unfreeze()

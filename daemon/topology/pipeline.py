@@ -25,7 +25,7 @@ from daemon.runtime import RunState
 from daemon.sinks.encode_ahead import EncodeAhead
 from daemon.topology.build import Components, build_components
 from daemon.topology.fanout import FanOut
-from daemon.topology.memory import keep_freed_memory
+from daemon.topology.memory import freeze_long_lived, keep_freed_memory, thaw_long_lived
 
 IDLE_REPLAY_S = 1.0
 
@@ -80,12 +80,17 @@ class Pipeline:
                 await component.close()
             for sink in comps.sinks:
                 await sink.close()
+            thaw_long_lived()
 
     async def _pump(self, sources: list[Source], queue: asyncio.Queue[Batch | None]) -> None:
         counters = self.state.counters
 
         async def drain(source: Source) -> None:
+            first = True
             async for batch in source.stream():
+                if first:  # the source's tasks and state exist now: long-lived (memory.py)
+                    freeze_long_lived()
+                    first = False
                 counters.read += len(batch)
                 await queue.put(batch)
 

@@ -24,7 +24,7 @@ SCENARIOS = {
     "baseline_orjson",
     "memory_long",
     "concurrency",
-    "concurrency_fast_ticks",
+    "concurrency_coalesced",
     "backpressure",
     "features_inline",
     "features_1_worker",
