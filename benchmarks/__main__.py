@@ -5,10 +5,12 @@ Stdout gets one JSON object per line: `machine` first, then one object per scena
 target, met) and each `ratio`, then `load_at_end`. Stderr gets the same summary as a table.
 
 Scenarios (group: names): throughput: default_chain, with_features, baseline_json,
-baseline_orjson; memory: memory_long; concurrency: concurrency; backpressure: backpressure;
-offload: features_inline, features_1_worker, features_2_workers. Within a group the scenarios
-run round-robin, `--runs` rounds (the long memory run once), so a busy moment of the machine
-hits all of them alike and ratios compare runs made side by side.
+baseline_orjson; memory: memory_long; concurrency: concurrency, concurrency_every_tick,
+concurrency_coalesced; backpressure: backpressure; offload: features_inline,
+features_1_worker, features_2_workers, and the first two with the encoder inline
+(`..._no_encoder_child`). Within a group the scenarios run round-robin, `--runs` rounds (the
+long memory run once), so a busy moment of the machine hits all of them alike and ratios
+compare runs made side by side.
 
 The daemon runs as a real process on a generated config (see `workloads.py`); a run whose
 counters do not reconcile at shutdown, or a backpressure run that fails its checks (source
@@ -45,8 +47,11 @@ def scenarios(sizes: Sizes, args: argparse.Namespace) -> dict[str, dict[str, Run
         "memory": {"memory_long": lambda: load.memory_long(sizes, args.long_readings)},
         "concurrency": {
             "concurrency": lambda: load.concurrency(sizes, args.concurrency_s),
-            # The same with sensor ticks coalesced to 10,000 wake-ups a second (each sensor
-            # ticks once a second, 10 readings a tick): CPU against latency, measured.
+            # CPU against latency, measured: every sensor ticking at its rate (one reading a
+            # tick), and ticks coalesced to one a second per sensor (ten readings a tick).
+            "concurrency_every_tick": lambda: load.concurrency(
+                sizes, args.concurrency_s, wakeups_hz=sizes.conc_sensors * sizes.conc_rate_hz
+            ),
             "concurrency_coalesced": lambda: load.concurrency(
                 sizes, args.concurrency_s, wakeups_hz=sizes.conc_sensors
             ),
@@ -56,6 +61,9 @@ def scenarios(sizes: Sizes, args: argparse.Namespace) -> dict[str, dict[str, Run
             "features_inline": lambda: throughput.offload(sizes, 0),
             "features_1_worker": lambda: throughput.offload(sizes, 1),
             "features_2_workers": lambda: throughput.offload(sizes, 2),
+            # The encoder inline: the second core is the pool's alone.
+            "features_inline_no_encoder_child": lambda: throughput.offload(sizes, 0, False),
+            "features_1_worker_no_encoder_child": lambda: throughput.offload(sizes, 1, False),
         },
     }
 

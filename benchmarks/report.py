@@ -61,7 +61,7 @@ HEADLINES: dict[str, list[Metric]] = {
             Metric("read_per_s"),
             RSS,
         ]
-        for name in ("concurrency", "concurrency_coalesced")
+        for name in ("concurrency", "concurrency_every_tick", "concurrency_coalesced")
     },
     "backpressure": [
         Metric("nominal_per_s"),
@@ -82,7 +82,13 @@ HEADLINES: dict[str, list[Metric]] = {
             Metric("submissions_per_batch"),
             Metric("readings_per_submission"),
         ]
-        for name in ("features_inline", "features_1_worker", "features_2_workers")
+        for name in (
+            "features_inline",
+            "features_1_worker",
+            "features_2_workers",
+            "features_inline_no_encoder_child",
+            "features_1_worker_no_encoder_child",
+        )
     },
 }
 
@@ -92,6 +98,7 @@ RATIOS: list[tuple[str, str, Metric]] = [
     ("with_features", "baseline_json", Metric("rate")),
     ("features_1_worker", "features_inline", Metric("rate")),
     ("features_2_workers", "features_inline", Metric("rate")),
+    ("features_1_worker_no_encoder_child", "features_inline_no_encoder_child", Metric("rate")),
 ]
 
 

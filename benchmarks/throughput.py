@@ -74,10 +74,13 @@ def per_record_chain(sizes: Sizes, fast: bool) -> dict[str, Any]:
 FEATURES_LABEL = "stages[3]"  # after the three stages of the default chain
 
 
-def offload(sizes: Sizes, workers: int) -> dict[str, Any]:
+def offload(sizes: Sizes, workers: int, encoder_child: bool = True) -> dict[str, Any]:
     """Default chain + features (`workers` = 0: inline), open-ended, into jsonl on /dev/null:
     the encoder still runs, but a long run's page-cache writeback (which throttles `write()`
-    once gigabytes are dirty) does not blur a comparison that is about CPU."""
+    once gigabytes are dirty) does not blur a comparison that is about CPU.
+
+    On two cores the second is either the encoder child's (`encoder_child`, the default) or
+    free for the feature pool: both are measured, as that is where the pool pays off or not."""
 
     def features_in(sample: Sample) -> int:
         return int(sample.health["stages"].get(FEATURES_LABEL, {}).get("in", 0))
@@ -97,6 +100,7 @@ def offload(sizes: Sizes, workers: int) -> dict[str, Any]:
             + workloads.DEFAULT_CHAIN
             + workloads.features(workers)
             + workloads.jsonl(tmp, path="/dev/null", fsync="never")
+            + ("" if encoder_child else "encode_ahead = false\n")
         )
         seen = run_daemon(text, tmp, stop=enough)
     assert measure.stage_label(seen, "features") == FEATURES_LABEL
@@ -108,6 +112,7 @@ def offload(sizes: Sizes, workers: int) -> dict[str, Any]:
     tree_rss = [s.usage.rss_bytes for s in steady if s.usage is not None]
     return {
         "workers": workers,
+        "encoder_child": encoder_child,
         "rate": measure.rate(steady),
         "cpu_cores": measure.cpu_cores(steady),
         "stage_readings": stage["in"],

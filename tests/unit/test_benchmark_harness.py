@@ -24,11 +24,14 @@ SCENARIOS = {
     "baseline_orjson",
     "memory_long",
     "concurrency",
+    "concurrency_every_tick",
     "concurrency_coalesced",
     "backpressure",
     "features_inline",
     "features_1_worker",
     "features_2_workers",
+    "features_inline_no_encoder_child",
+    "features_1_worker_no_encoder_child",
 }
 
 

@@ -170,6 +170,26 @@ async def test_pacing_honours_rate_hz(tmp_path: Path) -> None:
         assert ts[-1] <= time.time()
 
 
+async def test_each_sensor_is_stamped_at_its_own_phase_and_never_emitted_early(
+    tmp_path: Path,
+) -> None:
+    # tick 0.05 s, beats every 0.01 s: five phases, sensor i ticks (i % 5) * 0.01 s into each
+    rate, n = 20.0, 4
+    src = make(new_ctx(tmp_path), sensors=10, rate_hz=rate, max_readings=n, max_latency_ms=5.0)
+    await src.open()
+    yielded: list[tuple[float, Batch]] = []
+    async with asyncio.timeout(20):
+        async for batch in src.stream():
+            yielded.append((time.time(), batch))
+    for at, batch in yielded:  # a reading is emitted at its tick, not before (2 ms timer slack)
+        assert float(batch.ts.max()) <= at + 0.002
+    readings = by_sensor([b for _, b in yielded])
+    first = np.array([t for _, t, *_ in readings["S0000"]])
+    for i in range(10):
+        ts = np.array([t for _, t, *_ in readings[f"S{i:04d}"]])
+        np.testing.assert_allclose(ts - first, (i % 5) * 0.01, atol=1e-6)
+
+
 async def test_failed_reads_repeat_the_last_good_value_marked_stale(tmp_path: Path) -> None:
     src = make(
         new_ctx(tmp_path),
