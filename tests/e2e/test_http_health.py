@@ -156,13 +156,21 @@ def test_metrics_scraped_and_healthz_follows_a_failing_sink(
     lag = {q: first[("ingestd_event_loop_lag_seconds", (("quantile", q),))] for q in ("0.5", "1")}
     assert 0 <= lag["0.5"] <= lag["1"] < 5.0, lag
     assert first[("ingestd_stage_readings_in_total", (("stage", "stages[0]"),))] > 0
+    # the rates are since the previous scrape: positive whenever the counters moved since it
+    scrapes = [first]
+
+    def next_scrape() -> Metrics:
+        scrapes.append(scrape(base))
+        return scrapes[-1]
+
     second = poll(
         d,
-        lambda: scrape(base),
-        lambda m: all(counter(m, c) > counter(first, c) for c in ("read", "written")),
-        "counters to increase between scrapes",
+        next_scrape,
+        lambda m: all(counter(m, c) > counter(scrapes[-2], c) for c in ("read", "written")),
+        "counters to increase since the previous scrape",
     )
-    assert second[("ingestd_readings_per_second", (("direction", "read"),))] > 0
+    for direction in ("read", "written"):
+        assert second[("ingestd_readings_per_second", (("direction", direction),))] > 0
 
     # failing: the next rotation cannot reopen the path; the breaker opens, the spool fills
     point(link, blocker)
