@@ -27,6 +27,12 @@ SINK_RETRY: Final = "sink_retry"
 SINK_REJECTED: Final = "sink_rejected"
 SPOOL_REPLAYED: Final = "spool_replayed"
 SPOOL_RECORD_CORRUPT: Final = "spool_record_corrupt"
+SINK_WRITE_FAILED: Final = "sink_write_failed"
+SINK_CLOSE_FAILED: Final = "sink_close_failed"
+SINK_OPEN_FAILED: Final = "sink_open_failed"
+SINK_ROTATED: Final = "sink_rotated"
+SINK_ROTATE_FAILED: Final = "sink_rotate_failed"
+SINK_TRUNCATE_FAILED: Final = "sink_truncate_failed"
 
 # sources and stages
 SENSOR_DOWN: Final = "sensor_down"

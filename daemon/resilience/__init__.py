@@ -8,19 +8,11 @@ from daemon.resilience.breaker import (
     CircuitOpenError,
 )
 from daemon.resilience.codec import PayloadError, decode_batch, encode_batch
-from daemon.resilience.guarded import (
-    EVENT_BREAKER_STATE_CHANGED,
-    EVENT_SPOOL_REPLAYED,
-    Delivery,
-    GuardedSink,
-)
+from daemon.resilience.guarded import Delivery, GuardedSink
 from daemon.resilience.retry import backoff_delay, fast_retries, is_testing, retry_call, set_testing
-from daemon.resilience.spool import EVENT_SPOOL_RECORD_CORRUPT, Spool, SpooledBatch
+from daemon.resilience.spool import Spool, SpooledBatch
 
 __all__ = [
-    "EVENT_BREAKER_STATE_CHANGED",
-    "EVENT_SPOOL_RECORD_CORRUPT",
-    "EVENT_SPOOL_REPLAYED",
     "AsyncCircuitBreaker",
     "BreakerState",
     "CircuitBreaker",

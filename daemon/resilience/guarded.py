@@ -31,6 +31,8 @@ from typing import Literal
 from daemon.batch import Batch
 from daemon.components import PermanentSinkError, Sink, SinkError
 from daemon.config.loader import SinkResilience
+from daemon.deadletter import DeadLetterEntry
+from daemon.observability import events
 from daemon.resilience.breaker import (
     AsyncCircuitBreaker,
     BreakerState,
@@ -42,9 +44,6 @@ from daemon.resilience.retry import retry_call
 from daemon.resilience.spool import Spool, SpooledBatch
 from daemon.runtime import ComponentContext
 
-EVENT_BREAKER_STATE_CHANGED = "breaker_state_changed"
-EVENT_SPOOL_REPLAYED = "spool_replayed"
-EVENT_SINK_WRITE_FAILED = "sink_write_failed"
 _CARRY_KEY = "resilience.spool_own_from"  # RunState.carry entry: {spool dir: first own segment}
 
 Outcome = Literal["written", "spooled", "rejected"]
@@ -123,7 +122,7 @@ class GuardedSink:
             await self.sink.open()
         except SinkError as exc:
             self.ctx.log.warning(
-                EVENT_SINK_WRITE_FAILED, sink=self.ctx.label, error=repr(exc), during="open"
+                events.SINK_WRITE_FAILED, sink=self.ctx.label, error=repr(exc), during="open"
             )
         await asyncio.to_thread(self._spool.open)
         self.ctx.state.carry[_CARRY_KEY][self._spool_dir] = self._spool.own_from
@@ -139,7 +138,7 @@ class GuardedSink:
                 await self.sink.flush()
             except SinkError as exc:
                 self.ctx.log.warning(
-                    EVENT_SINK_WRITE_FAILED, sink=self.ctx.label, error=repr(exc), during="close"
+                    events.SINK_WRITE_FAILED, sink=self.ctx.label, error=repr(exc), during="close"
                 )
             try:
                 await asyncio.to_thread(self._spool.close)
@@ -164,7 +163,7 @@ class GuardedSink:
                 return Delivery("rejected", _reason(exc))
             except SinkError as exc:
                 self.ctx.log.warning(
-                    EVENT_SINK_WRITE_FAILED,
+                    events.SINK_WRITE_FAILED,
                     sink=self.ctx.label,
                     error=repr(exc),
                     attempts=self._retry.attempts,
@@ -231,7 +230,7 @@ class GuardedSink:
                     run.rejected += item.readings
                 except SinkError as exc:
                     self.ctx.log.warning(
-                        EVENT_SINK_WRITE_FAILED, sink=self.ctx.label, error=repr(exc), replay=True
+                        events.SINK_WRITE_FAILED, sink=self.ctx.label, error=repr(exc), replay=True
                     )
                     return False
                 else:
@@ -262,15 +261,15 @@ class GuardedSink:
             counters.unspooled += n
 
     def _dead_letter(self, item: SpooledBatch, reason: str) -> None:
-        dead_letter = self.ctx.state.dead_letter
-        for record in item.batch.to_records():
-            dead_letter.write(reason, source=self.ctx.label, raw=record)
+        self.ctx.state.dead_letter.write_all(
+            DeadLetterEntry(reason, self.ctx.label, record) for record in item.batch.to_records()
+        )
 
     def _report(self, runs: dict[bool, _ReplayRun]) -> None:
         for inherited, run in runs.items():
             if run.batches or run.rejected:
                 self.ctx.log.info(
-                    EVENT_SPOOL_REPLAYED,
+                    events.SPOOL_REPLAYED,
                     sink=self.ctx.label,
                     batches=run.batches,
                     readings=run.readings,
@@ -284,7 +283,7 @@ class GuardedSink:
         elif to == "closed":
             self._unavailable_since = None
         log = self.ctx.log.warning if to == "open" else self.ctx.log.info
-        log(EVENT_BREAKER_STATE_CHANGED, sink=self.ctx.label, **{"from": frm, "to": to})
+        log(events.BREAKER_STATE_CHANGED, sink=self.ctx.label, **{"from": frm, "to": to})
         self._publish()
 
     def _publish(self) -> None:

@@ -35,11 +35,11 @@ import structlog
 from daemon.batch import Batch
 from daemon.counters import Counters
 from daemon.durable import fsync_dir
+from daemon.observability import events
 from daemon.resilience.codec import PayloadError, decode_batch, encode_batch, payload_readings
 from daemon.resilience.cursor import CursorFile, Position
 from daemon.resilience.records import Corrupt, Record, frame, read_at
 
-EVENT_SPOOL_RECORD_CORRUPT = "spool_record_corrupt"
 _SEGMENT_NAME = re.compile(r"^(\d{10})\.(open|seg)$")
 
 
@@ -280,7 +280,7 @@ class Spool:
         self._counters.spool_corrupt += 1
         self._bytes -= end - start
         self._log.warning(
-            EVENT_SPOOL_RECORD_CORRUPT,
+            events.SPOOL_RECORD_CORRUPT,
             sink=self.label,
             segment=seg.name,
             offset=start,

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Literal
 
 import aiofiles
 from aiofiles.threadpool.binary import AsyncFileIO
@@ -41,17 +41,11 @@ from daemon.batch import Batch
 from daemon.components import Sink, SinkError
 from daemon.config.fields import Range
 from daemon.durable import fsync_dir
+from daemon.observability import events
 from daemon.runtime import ComponentContext
 from daemon.sinks import rotation
 from daemon.sinks.encode import encode_for_sink
 from daemon.sinks.encode_ahead import wire_bytes
-
-# Event names of this sink (kept with it until observability.events adopts them).
-SINK_OPEN_FAILED: Final = "sink_open_failed"
-SINK_ROTATED: Final = "sink_rotated"
-SINK_ROTATE_FAILED: Final = "sink_rotate_failed"
-SINK_TRUNCATE_FAILED: Final = "sink_truncate_failed"
-SINK_CLOSE_FAILED: Final = "sink_close_failed"
 
 FsyncPolicy = Literal["batch", "interval", "never"]
 
@@ -112,7 +106,7 @@ class JsonlSink(Sink, name="jsonl"):
         try:
             await self._ensure_open()
         except SinkError as exc:
-            self.ctx.log.warning(SINK_OPEN_FAILED, sink=self.ctx.label, error=str(exc))
+            self.ctx.log.warning(events.SINK_OPEN_FAILED, sink=self.ctx.label, error=str(exc))
 
     @property
     def encode_ahead(self) -> bool:
@@ -177,13 +171,13 @@ class JsonlSink(Sink, name="jsonl"):
             else:
                 await self.synced()
         except SinkError as exc:
-            self.ctx.log.warning(SINK_CLOSE_FAILED, sink=self.ctx.label, error=str(exc))
+            self.ctx.log.warning(events.SINK_CLOSE_FAILED, sink=self.ctx.label, error=str(exc))
         file, self._file = self._file, None
         if file is not None:
             try:
                 await file.close()
             except OSError as exc:
-                self.ctx.log.warning(SINK_CLOSE_FAILED, sink=self.ctx.label, error=str(exc))
+                self.ctx.log.warning(events.SINK_CLOSE_FAILED, sink=self.ctx.label, error=str(exc))
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -260,7 +254,10 @@ class JsonlSink(Sink, name="jsonl"):
             await asyncio.to_thread(os.ftruncate, file.fileno(), size)
         except OSError as exc:
             self.ctx.log.error(
-                SINK_TRUNCATE_FAILED, sink=self.ctx.label, path=str(self._path), error=str(exc)
+                events.SINK_TRUNCATE_FAILED,
+                sink=self.ctx.label,
+                path=str(self._path),
+                error=str(exc),
             )
 
     async def _rotate(self) -> None:
@@ -276,11 +273,11 @@ class JsonlSink(Sink, name="jsonl"):
             n = await asyncio.to_thread(self._rename)
         except OSError as exc:
             self.ctx.log.warning(
-                SINK_ROTATE_FAILED, sink=self.ctx.label, path=str(self._path), error=str(exc)
+                events.SINK_ROTATE_FAILED, sink=self.ctx.label, path=str(self._path), error=str(exc)
             )
             return
         self.ctx.log.info(
-            SINK_ROTATED,
+            events.SINK_ROTATED,
             sink=self.ctx.label,
             path=str(self._path),
             rotated_to=str(rotation.rotated_path(self._path, n)),
@@ -289,7 +286,7 @@ class JsonlSink(Sink, name="jsonl"):
         try:
             await self._ensure_open()
         except SinkError as exc:  # the next write retries the open and raises
-            self.ctx.log.warning(SINK_OPEN_FAILED, sink=self.ctx.label, error=str(exc))
+            self.ctx.log.warning(events.SINK_OPEN_FAILED, sink=self.ctx.label, error=str(exc))
 
     def _rename(self) -> int:
         after = self._last_rotation

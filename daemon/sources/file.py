@@ -22,6 +22,7 @@ from aiofiles.threadpool.binary import AsyncBufferedReader
 from daemon.batch import Batch
 from daemon.components import Source
 from daemon.config.fields import Range
+from daemon.deadletter import DeadLetterEntry
 from daemon.runtime import ComponentContext
 from daemon.sources.file_parse import CsvParser, HeaderError, JsonlParser
 from daemon.sources.file_rows import Rejection, Rows, RowsParser
@@ -177,9 +178,9 @@ class FileSource(Source, name="file"):
         else:
             rows = Rows.empty()  # replayed before a reload
         fresh = sorted((r for r in rejected if r.line > pos.rejected_through), key=lambda r: r.line)
-        dead_letter = self.ctx.state.dead_letter
-        for r in fresh:
-            dead_letter.write(r.reason, source=self.ctx.label, raw=r.raw, line=r.line)
+        self.ctx.state.dead_letter.write_all(
+            DeadLetterEntry(r.reason, self.ctx.label, r.raw, {"line": r.line}) for r in fresh
+        )
         self.ctx.counters.read += len(fresh)
         self.ctx.counters.rejected += len(fresh)
         pos.rejected_through = max(pos.rejected_through, last, *(r.line for r in rejected))

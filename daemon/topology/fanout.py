@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from daemon.batch import Batch
+from daemon.deadletter import DeadLetterEntry
 from daemon.resilience import Delivery, GuardedSink
 from daemon.runtime import RunState
 
@@ -38,8 +39,9 @@ class FanOut:
             labels = [
                 s.ctx.label for s, r in zip(self.sinks, results, strict=True) if r is rejected[0]
             ]
-            for record in batch.to_records():
-                self.state.dead_letter.write(reason, source=labels[0], raw=record)
+            self.state.dead_letter.write_all(
+                DeadLetterEntry(reason, labels[0], record) for record in batch.to_records()
+            )
             counters.rejected += n
         elif any(r.outcome == "spooled" for r in results):
             counters.spooled += n

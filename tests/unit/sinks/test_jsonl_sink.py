@@ -21,9 +21,10 @@ from structlog.testing import capture_logs
 from daemon.batch import Batch
 from daemon.components import PermanentSinkError, SinkError
 from daemon.config.fields import ConfigIssue, build
+from daemon.observability.events import SINK_OPEN_FAILED, SINK_ROTATED
 from daemon.runtime import ComponentContext
 from daemon.sinks import JsonlSink, encode_batch
-from daemon.sinks.jsonl import SINK_OPEN_FAILED, SINK_ROTATED, FsyncPolicy
+from daemon.sinks.jsonl import FsyncPolicy
 
 
 def batch(first_seq: int, n: int = 5) -> Batch:
