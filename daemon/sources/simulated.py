@@ -11,8 +11,9 @@ tick every 0.2 s, two readings a tick (measured: 0.44 cores, latency p99 180 ms,
 
 The sensors' ticks are spread evenly over the tick (the metronome's phases), and each sensor's
 schedule is offset by its phase: a reading is stamped with the time its sensor's tick was
-scheduled and emitted at that tick, not up to a tick later (with 10,000 sensors at 10 Hz that
-halves the mean end-to-end latency, ~100 -> ~50 ms).
+scheduled and emitted at that tick. Stamped at the start of the period instead, a reading waited
+for its sensor's phase, up to a whole tick, before it was even queued (benchmarks/OPTIMISATIONS.md
+step 10 has the measurements).
 
 The queue is bounded: when the pipeline is slow the sensors wait on `put` and fall behind;
 nothing is dropped. `stream()` takes a chunk, coalesces whatever else is queued (up to
