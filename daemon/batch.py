@@ -38,12 +38,22 @@ class Batch:
     columns: dict[str, FloatArray] = field(default_factory=dict)
     derived: list[dict[str, Any]] = field(default_factory=list)
     replayed: bool = False  # came from a spool left by an earlier run
-    # Facts derived from the rows that several stages need (e.g. the rows grouped by sensor),
-    # computed once per batch by whoever needs them first. A new batch starts empty.
+    # Facts derived from the rows that several components need (the rows grouped by sensor,
+    # the wire bytes), computed once per batch by whoever needs them first: see `recall`.
     memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.seq.shape[0])
+
+    def remember(self, key: str, value: Any) -> None:
+        """Keep `value`, a fact about the rows as they are now, under `key`."""
+        self.memo[key] = (self.sensor, value)
+
+    def recall(self, key: str) -> Any | None:
+        """What was remembered under `key`, if the rows are still the ones it was computed
+        for: a copy made with `dataclasses.replace` shares the memo but may have other rows."""
+        entry = self.memo.get(key)
+        return entry[1] if entry is not None and entry[0] is self.sensor else None
 
     @classmethod
     def of_sensor(

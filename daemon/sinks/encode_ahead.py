@@ -8,8 +8,8 @@ must be fed ahead: with one batch at a time the two processes took turns (each ~
 because on these VMs waking a sleeping process costs 0.1-0.2 ms. So up to `DEPTH` batches are in
 the children's hands, dealt round-robin, while the stages prepare the next.
 
-The encoded bytes ride on the batch (`batch.memo["wire"]`, a view of its shared output slot);
-a file-like sink writes them instead of encoding (`wire_bytes`). A slot is reused only after the
+The encoded bytes ride on the batch (`Batch.remember`: a view of its shared output slot); a
+file-like sink writes them instead of encoding (`wire_bytes`). A slot is reused only after the
 batch that had it was delivered: at most `DEPTH` are submitted and not yet taken, and the sink
 loop holds one delivery in flight and takes the next batch before awaiting it, so `DEPTH + 2`
 slots suffice. A batch is yielded as soon as it is encoded (a feeder task pulls and submits),
@@ -41,10 +41,7 @@ WIRE: Final = "wire"  # the memo key of a batch's encoded bytes
 
 def wire_bytes(batch: Batch) -> memoryview | None:
     """The batch's wire bytes if they were encoded ahead (for the rows as they are now)."""
-    memo = batch.memo.get(WIRE)
-    if memo is None or memo[0] is not batch.sensor:
-        return None
-    view: memoryview = memo[1]
+    view: memoryview | None = batch.recall(WIRE)
     return view
 
 
@@ -135,7 +132,7 @@ class EncodeAhead:
             return batch
         if kind == "ok":
             start = slot * OUTPUT_BYTES
-            batch.memo[WIRE] = (batch.sensor, memoryview(self._output)[start : start + length])
+            batch.remember(WIRE, memoryview(self._output)[start : start + length])
             self.encoded += 1
         return batch
 

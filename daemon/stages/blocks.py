@@ -1,9 +1,5 @@
-"""Every sensor's stream cut into consecutive blocks of `window` readings, buffered in arrays.
-
-Why blocks: both window kinds reduce to them. A tumbling window (`features`) IS a block. A
-sliding window of `window` readings ending at stream position p is the suffix of the previous
-block plus the prefix of p's own block (the van Herk / Gil-Werman decomposition), so it needs
-only a running prefix and the suffixes of the last completed block — O(1) state per reading.
+"""Every sensor's stream cut into consecutive blocks of `window` readings, buffered in arrays:
+the tumbling windows of `features`.
 
 A block is only read whole when it completes, once every `window` readings, so the common case
 is "write each reading into its sensor's open block": one vectorised scatter. The blocks one
@@ -17,23 +13,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from daemon.batch import BoolArray, FloatArray, IntArray, SensorArray
-from daemon.stages.grouping import Groups, group_rows, grown
+from daemon.stages.grouping import SortedRuns, grown, sorted_runs
 
 
 @dataclass(frozen=True, slots=True)
 class BlockLayout:
-    """Where a batch's rows fall in their sensors' blocks. Row arrays are in grouped (sorted)
-    order, see `Groups`; group arrays have one entry per sensor in the batch.
+    """Where a batch's rows fall in their sensors' blocks. Row arrays are in sorted order, see
+    `SortedRuns`; group arrays have one entry per run (per sensor in the batch).
 
-    For sorted row i: `pos[i]` is its position in its sensor's stream (0 = first reading ever),
-    `slot[i] = pos % window` its place in its block, and `rel[i]` its block counted from the one
-    that was open when the batch arrived (0 = that block). Group g had `fill[g]` readings in its
-    open block, and the batch completes `done[g]` blocks of it, stacked at `first[g]`,
-    `first[g] + 1`, ... of the `k` completed blocks.
+    For sorted row i: `slot[i]` is its place in its block (its position in its sensor's stream
+    modulo `window`), and `rel[i]` its block counted from the one that was open when the batch
+    arrived (0 = that block). Group g had `fill[g]` readings in its open block, and the batch
+    completes `done[g]` blocks of it, stacked at `first[g]`, `first[g] + 1`, ... of the `k`
+    completed blocks.
     """
 
-    groups: Groups
-    pos: IntArray
+    groups: SortedRuns
     slot: IntArray
     rel: IntArray
     fill: IntArray
@@ -59,15 +54,16 @@ class BlockBuffer:
         self._seen: IntArray = np.zeros(0, dtype=np.int64)
 
     def push(
-        self, sensor: SensorArray, *columns: FloatArray
+        self, sensor: SensorArray, *columns: FloatArray, runs: SortedRuns | None = None
     ) -> tuple[BlockLayout, list[tuple[FloatArray, FloatArray]]]:
-        """Add a batch (one column per channel, batch row order) to the open blocks.
+        """Add a batch (one column per channel, batch row order) to the open blocks. `runs`:
+        `sorted_runs(sensor)`, if the caller has it already.
 
         Returns the layout and, per channel, the sorted column and the `(k, window)` stack of
         the blocks this batch completed, ordered by sensor and then by block.
         """
         w = self.window
-        g = group_rows(sensor)
+        g = runs if runs is not None else sorted_runs(sensor)
         needed = int(g.sensors[-1]) + 1  # groups are sorted by sensor
         self._open = [grown(buf, needed, 0.0) for buf in self._open]
         self._seen = grown(self._seen, needed, 0)
@@ -78,13 +74,13 @@ class BlockBuffer:
         done = (fill + g.counts) // w
         into_open = fill[g.gid] + g.rank  # readings before this one since the open block began
         rel, slot = np.divmod(into_open, w)
-        pos = into_open + (seen - fill)[g.gid]
         first = np.cumsum(done) - done
-        layout = BlockLayout(g, pos, slot, rel, fill, done, first, int(done.sum()))
+        layout = BlockLayout(g, slot, rel, fill, done, first, int(done.sum()))
+        row_sensor = g.sensors[g.gid]
 
         out = []
         if layout.k == 0:  # the common case: every reading just joins its open block
-            flat_at = g.row_sensor * w + slot
+            flat_at = row_sensor * w + slot
             for buf, column in zip(self._open, columns, strict=True):
                 ordered = g.sorted(column)
                 buf.ravel()[flat_at] = ordered
@@ -94,7 +90,7 @@ class BlockBuffer:
         in_done = layout.in_done
         done_rows = np.flatnonzero(in_done)
         rest_rows = np.flatnonzero(~in_done)  # readings of blocks still open after this batch
-        rest_at = g.row_sensor[rest_rows] * w + slot[rest_rows]
+        rest_at = row_sensor[rest_rows] * w + slot[rest_rows]
         stack_at = (first[g.gid[done_rows]] + rel[done_rows]) * w + slot[done_rows]
         # A group's first completed block starts with what was already buffered (its slots
         # past `fill` are overwritten by the batch's readings).

@@ -29,7 +29,7 @@ from daemon.runtime import ComponentContext
 from daemon.sensors import SENSORS
 from daemon.stages import features_math
 from daemon.stages.feature_pool import FeaturePool
-from daemon.stages.grouping import carried
+from daemon.stages.grouping import carried, runs_of
 from daemon.stages.readahead import ReadAhead
 from daemon.stages.tumbling import Completed, TumblingWindows
 
@@ -133,7 +133,10 @@ class Features(Stage, name="features"):
     # -- one job's life: start → (pool | inline) → settled → emitted ---------------------------
 
     def _start(self, batch: Batch) -> _Job:
-        job = _Job(batch, self.windows.push(batch.sensor, batch.seq, batch.ts, batch.value))
+        completed = self.windows.push(
+            batch.sensor, batch.seq, batch.ts, batch.value, runs_of(batch)
+        )
+        job = _Job(batch, completed)
         if len(job.done) == 0:
             return job
         if self.pool is None or self.ctx.state.force.is_set():

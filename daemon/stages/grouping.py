@@ -19,47 +19,6 @@ from daemon.batch import Batch, FloatArray, IntArray, SensorArray
 
 
 @dataclass(frozen=True, slots=True)
-class Groups:
-    """A batch's rows grouped by sensor, stably (each sensor's rows keep their order).
-
-    `order[i]` is the batch row at sorted position i and `row_sensor[i]` its sensor; group g
-    holds sorted positions `starts[g] : starts[g] + counts[g]` and belongs to sensor
-    `sensors[g]` (ascending); `gid[i]` is the group of sorted position i and `rank[i]` its index
-    within that group.
-    """
-
-    order: IntArray
-    row_sensor: IntArray
-    sensors: SensorArray
-    starts: IntArray
-    counts: IntArray
-    gid: IntArray
-    rank: IntArray
-
-    def sorted(self, column: Any) -> Any:
-        """`column` in sorted (grouped) order."""
-        return column[self.order]
-
-
-def group_rows(sensor: SensorArray) -> Groups:
-    """Group rows by sensor with one stable sort; O(n log n) in the batch, no per-row Python."""
-    n = sensor.shape[0]
-    # numpy's stable sort is a radix sort for 16-bit keys (O(n)) and a timsort otherwise,
-    # which is several times slower on interleaved sensors.
-    key = sensor.astype(np.uint16) if n and int(sensor.max()) < 1 << 16 else sensor
-    order: IntArray = np.argsort(key, kind="stable").astype(np.int64, copy=False)
-    ordered = sensor[order]
-    first = np.empty(n, dtype=np.bool_)
-    first[:1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    starts = np.flatnonzero(first).astype(np.int64, copy=False)
-    counts = np.diff(np.append(starts, n)).astype(np.int64, copy=False)
-    gid = np.cumsum(first, dtype=np.int64) - 1
-    rank = np.arange(n, dtype=np.int64) - starts[gid]
-    return Groups(order, ordered.astype(np.int64), ordered[starts], starts, counts, gid, rank)
-
-
-@dataclass(frozen=True, slots=True)
 class SortedRuns:
     """A batch's rows as runs, one per sensor, in ascending sensor order; within a run, the
     sensor's rows in batch order (a stable sort). `order` is the batch row at each sorted
@@ -67,7 +26,7 @@ class SortedRuns:
     it so), which saves a gather per column and a scatter per result.
 
     Per run: `sensors`, `starts` (sorted position of its first row), `counts`. Per sorted row:
-    `gid` (its run), `rank` (its index in the run), `row_sensor`.
+    `gid` (its run), `rank` (its index in the run).
     """
 
     order: IntArray | None
@@ -76,7 +35,14 @@ class SortedRuns:
     counts: IntArray
     gid: IntArray
     rank: IntArray
-    row_sensor: SensorArray
+
+    def sorted(self, column: Any) -> Any:
+        """`column` (in batch row order) in sorted order."""
+        return column if self.order is None else column[self.order]
+
+    def batch_rows(self, positions: IntArray) -> IntArray:
+        """The batch rows at sorted `positions`."""
+        return positions if self.order is None else self.order[positions]
 
     def part(self, first: int, last: int) -> SortedRuns:
         """Runs `first` up to `last` (excluded), as if their rows were a batch of their own
@@ -90,7 +56,6 @@ class SortedRuns:
             self.counts[first:last],
             self.gid[lo:hi] - first,
             self.rank[lo:hi],
-            self.row_sensor[lo:hi],
         )
 
 
@@ -111,7 +76,7 @@ def sorted_runs(sensor: SensorArray) -> SortedRuns:
     counts = np.diff(np.append(starts, n))
     gid = np.repeat(np.arange(starts.shape[0]), counts)
     rank = np.arange(n) - np.repeat(starts, counts)
-    return SortedRuns(order, key[starts].astype(np.int64), starts, counts, gid, rank, key)
+    return SortedRuns(order, key[starts].astype(np.int64), starts, counts, gid, rank)
 
 
 def round6(column: FloatArray) -> FloatArray:
@@ -125,12 +90,10 @@ def round6(column: FloatArray) -> FloatArray:
 
 def runs_of(batch: Batch) -> SortedRuns:
     """`sorted_runs(batch.sensor)`, computed once per batch for all the stages that need it."""
-    memo = batch.memo.get("runs")
-    if memo is not None and memo[0] is batch.sensor:
-        runs: SortedRuns = memo[1]
-        return runs
-    runs = sorted_runs(batch.sensor)
-    batch.memo["runs"] = (batch.sensor, runs)
+    runs: SortedRuns | None = batch.recall("runs")
+    if runs is None:
+        runs = sorted_runs(batch.sensor)
+        batch.remember("runs", runs)
     return runs
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from daemon.batch import FloatArray, IntArray, SensorArray
 from daemon.stages.blocks import BlockBuffer
+from daemon.stages.grouping import SortedRuns
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +38,23 @@ class TumblingWindows:
         self._blocks = BlockBuffer(window, channels=2)
 
     def push(
-        self, sensor: SensorArray, seq: IntArray, ts: FloatArray, value: FloatArray
+        self,
+        sensor: SensorArray,
+        seq: IntArray,
+        ts: FloatArray,
+        value: FloatArray,
+        runs: SortedRuns | None = None,
     ) -> Completed:
-        """Add a batch's readings to their sensors' open windows; return the completed ones."""
+        """Add a batch's readings to their sensors' open windows; return the completed ones.
+        `runs`: `sorted_runs(sensor)`, if the caller has it already."""
         if sensor.shape[0] == 0:
             return _none(self.window)
-        layout, [(_, values), (_, times)] = self._blocks.push(sensor, value, ts)
+        layout, [(_, values), (_, times)] = self._blocks.push(sensor, value, ts, runs=runs)
         if layout.k == 0:
             return _none(self.window)
         # The rows that complete a block, in stack order (by sensor, then block) ...
         ends = np.flatnonzero(layout.in_done & (layout.slot == self.window - 1))
-        end_row = layout.groups.order[ends]
+        end_row = layout.groups.batch_rows(ends)
         # ... reordered by batch row, so records follow the stream.
         by_row = np.argsort(end_row, kind="stable")
         end_row = end_row[by_row]

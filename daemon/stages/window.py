@@ -76,7 +76,7 @@ class SlidingWindows:
             return WindowRows(tuple(empty for _ in self.reductions), np.empty(0, dtype=np.int64))
         runs = runs if runs is not None else sorted_runs(sensor)
         self._reserve(int(runs.sensors[-1]) + 1)
-        ordered = value if runs.order is None else value[runs.order]
+        ordered = runs.sorted(value)
         before = (self._seen[runs.sensors] + 1).repeat(runs.counts)
         counts = np.minimum(before + runs.rank, self.window)
         parts = []
@@ -108,18 +108,13 @@ class SlidingWindows:
         (sorted) row landed in it."""
         h = self.window - 1
         g = runs.starts.shape[0]
-        shift = (np.arange(1, g + 1) * h).repeat(runs.counts)
-        at = np.arange(ordered.shape[0]) + shift
-        history = self._history[runs.sensors]
-        if g <= _FEW_RUNS:  # a few long runs: copy slices
-            pieces = []
-            for j, (lo, hi) in enumerate(zip(runs.starts, runs.starts + runs.counts, strict=True)):
-                pieces += [history[j], ordered[lo:hi]]
-            return np.concatenate(pieces), at
+        at = np.arange(ordered.shape[0]) + (runs.gid + 1) * h
         flat = np.empty(ordered.shape[0] + g * h, dtype=np.float64)
         flat[at] = ordered
         if h:
-            flat[(runs.starts + np.arange(g) * h)[:, None] + np.arange(h)] = history
+            flat[(runs.starts + np.arange(g) * h)[:, None] + np.arange(h)] = self._history[
+                runs.sensors
+            ]
         return flat, at
 
     def _sliding(self, r: Reduction, flat: FloatArray, at: IntArray) -> FloatArray:
@@ -156,7 +151,6 @@ class SlidingWindows:
         self._seen[runs.sensors] += runs.counts
 
 
-_FEW_RUNS = 16  # up to this many runs, the flat array is built from slices, not scattered
 _MAX_FLAT = 1 << 21  # about this many values at most in one flat array (16 MiB)
 
 
