@@ -38,6 +38,7 @@ SINK_TRUNCATE_FAILED: Final = "sink_truncate_failed"
 SENSOR_DOWN: Final = "sensor_down"
 SENSOR_RECOVERED: Final = "sensor_recovered"
 FEATURE_WORKER_CRASHED: Final = "feature_worker_crashed"
+ENCODER_RESTARTED: Final = "encoder_restarted"
 FEATURES_FAILED: Final = "features_failed"
 
 # observability itself

@@ -39,7 +39,7 @@ class ConsoleSink(Sink, name="console"):
     async def flush(self) -> None:
         """Nothing to do: every write is flushed to the stream before it returns."""
 
-    def _write_blocking(self, data: bytes) -> None:
+    def _write_blocking(self, data: bytes | memoryview) -> None:
         stream: TextIO | None = sys.stdout if self.config.stream == "stdout" else sys.stderr
         if stream is None:  # e.g. started with the stream closed
             raise SinkError(f"no {self.config.stream} to write to")
@@ -50,7 +50,7 @@ class ConsoleSink(Sink, name="console"):
                 buffer.write(data)
                 buffer.flush()
             else:
-                stream.write(data.decode("utf-8"))
+                stream.write(bytes(data).decode("utf-8"))
                 stream.flush()
         except (OSError, ValueError) as exc:  # ValueError: the stream was closed
             raise SinkError(f"cannot write to {self.config.stream}: {exc}") from exc

@@ -44,10 +44,12 @@ __all__ = [
     "encode_for_sink",
     "ts_cells",
     "warm_up",
+    "wire_bytes",
 ]
 
 _RECORD: Final = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 _QUALITY: Final = (b',"quality":"ok"', b',"quality":"stale"')
+WIRE: Final = "wire"  # the memo key of a batch's wire bytes encoded ahead (see `Batch.recall`)
 _END: Final = constant(b"}\n")
 
 
@@ -56,10 +58,20 @@ def encode_batch(batch: Batch) -> bytes:
     return _DEFAULT.encode(batch)
 
 
-def encode_for_sink(batch: Batch) -> bytes:
-    """`encode_batch` for sinks: a batch that cannot be encoded (a non-finite `ts`, a derived
-    record orjson refuses) will never encode, so it is a `PermanentSinkError` (dead-lettered
-    with the reason), not a retry that stalls the stream."""
+def wire_bytes(batch: Batch) -> memoryview | None:
+    """The batch's wire bytes if they were encoded ahead (`encode_ahead.py`) for its rows."""
+    view: memoryview | None = batch.recall(WIRE)
+    return view
+
+
+def encode_for_sink(batch: Batch) -> bytes | memoryview:
+    """`encode_batch` for sinks, unless the batch was encoded ahead already (`wire_bytes`): a
+    batch that cannot be encoded (a non-finite `ts`, a derived record orjson refuses) will never
+    encode, so it is a `PermanentSinkError` (dead-lettered with the reason), not a retry that
+    stalls the stream."""
+    ahead = wire_bytes(batch)
+    if ahead is not None:
+        return ahead
     try:
         return _DEFAULT.encode(batch)
     except (ValueError, TypeError) as exc:  # orjson.JSONEncodeError is a TypeError

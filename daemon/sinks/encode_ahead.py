@@ -9,7 +9,7 @@ because on these VMs waking a sleeping process costs 0.1-0.2 ms. So up to `DEPTH
 the children's hands, dealt round-robin, while the stages prepare the next.
 
 The encoded bytes ride on the batch (`Batch.remember`: a view of its shared output slot); a
-file-like sink writes them instead of encoding (`wire_bytes`). A slot is reused only after the
+sink's `encode_for_sink` returns them instead of encoding again. A slot is reused only after the
 batch that had it was delivered: at most `DEPTH` are submitted and not yet taken, and the sink
 loop holds one delivery in flight and takes the next batch before awaiting it, so `DEPTH + 2`
 slots suffice. A batch is yielded as soon as it is encoded (a feeder task pulls and submits),
@@ -27,23 +27,20 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
 
+import structlog
+
 from daemon.batch import Batch
-from daemon.sinks.encode import warm_up
+from daemon.observability import events
+from daemon.sinks.encode import WIRE, warm_up
 from daemon.sinks.encoder_child import EncoderChild, Reply, copy_in
+
+_log = structlog.get_logger(__name__)
 
 PROCESSES: Final = 1  # encoder children (the second core); 2 measured no better here
 DEPTH: Final = 3  # batches in the children's hands while the stages prepare the next
 SLOTS: Final = DEPTH + 2  # + the one yielded last + the one being delivered
 INPUT_BYTES: Final = 4 * 1024 * 1024  # per slot: the columns (virtual: touched pages count)
 OUTPUT_BYTES: Final = 16 * 1024 * 1024  # per slot: the wire bytes; a bigger batch is skipped
-WIRE: Final = "wire"  # the memo key of a batch's encoded bytes
-
-
-def wire_bytes(batch: Batch) -> memoryview | None:
-    """The batch's wire bytes if they were encoded ahead (for the rows as they are now)."""
-    view: memoryview | None = batch.recall(WIRE)
-    return view
-
 
 _Submitted = tuple[Batch, "asyncio.Future[Reply] | None", int]
 
@@ -75,6 +72,9 @@ class EncodeAhead:
     def start(self) -> None:
         """Fork the children (needs the running event loop: replies are read on it)."""
         warm_up()  # inherited by the children: their first batch is not a cold start
+        self._start_children()
+
+    def _start_children(self) -> None:
         for child in self._children:
             if not child.alive:
                 child.start()
@@ -139,4 +139,5 @@ class EncodeAhead:
     def _replace(self) -> None:
         """A child died (it failed what it owed): fork another in its place."""
         self.restarts += 1
-        self.start()
+        _log.warning(events.ENCODER_RESTARTED, restarts=self.restarts)
+        self._start_children()

@@ -26,7 +26,6 @@ import signal
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -166,11 +165,24 @@ def copy_in(batch: Batch, shared: mmap.mmap, base: int, room: int) -> Layout | N
 def _serve(
     conn: Connection, parents_end: Connection, shared: mmap.mmap, output: mmap.mmap, slot: int
 ) -> None:
-    """The child: encode what arrives, in order, until the pipe closes."""
+    """The child: encode what arrives, in order, until the pipe closes; then leave at once
+    (`os._exit`): returning into multiprocessing would flush the stdio buffers it inherited
+    from the daemon (a log line written twice) and print any traceback to the daemon's stderr.
+    A failure ends the child; the daemon sees its pipe close and replaces it."""
+    try:
+        _encode_until_closed(conn, parents_end, shared, output, slot)
+    except BaseException:  # nothing may escape into the daemon's streams
+        os._exit(1)
+    os._exit(0)
+
+
+def _encode_until_closed(
+    conn: Connection, parents_end: Connection, shared: mmap.mmap, output: mmap.mmap, slot: int
+) -> None:
     parents_end.close()  # else the pipe never closes: this copy of the daemon's end stays open
     keep = conn.fileno()  # nor any other inherited descriptor: another child's pipe, a
     os.closerange(3, keep)  # listening socket, a file the daemon closes on reload
-    os.closerange(keep + 1, _max_fd())
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
     with contextlib.suppress(ValueError):
         signal.set_wakeup_fd(-1)
     for sig in _SIGNALS:
@@ -200,10 +212,3 @@ def _serve(
             conn.send_bytes(pickle.dumps(reply))
         except OSError:
             return
-
-
-def _max_fd() -> int:
-    try:
-        return max(int(fd.name) for fd in Path("/proc/self/fd").iterdir()) + 1
-    except (OSError, ValueError):
-        return os.sysconf("SC_OPEN_MAX")

@@ -45,7 +45,6 @@ from daemon.observability import events
 from daemon.runtime import ComponentContext
 from daemon.sinks import rotation
 from daemon.sinks.encode import encode_for_sink
-from daemon.sinks.encode_ahead import wire_bytes
 
 FsyncPolicy = Literal["batch", "interval", "never"]
 
@@ -114,8 +113,7 @@ class JsonlSink(Sink, name="jsonl"):
         return self.config.encode_ahead
 
     async def write(self, batch: Batch) -> None:
-        ahead = wire_bytes(batch)
-        data = encode_for_sink(batch) if ahead is None else ahead
+        data = encode_for_sink(batch)
         if not data:
             return
         self._raise_background_failure()

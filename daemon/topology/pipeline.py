@@ -60,19 +60,10 @@ class Pipeline:
                 await source.open()
                 opened.append(source)
             self.queue = asyncio.Queue(maxsize=self.config.daemon.queue_batches)
-            pump = asyncio.create_task(self._pump(comps.sources, self.queue), name="sources")
-            replayer = asyncio.create_task(self._replay_when_idle(), name="idle-replay")
             ahead = _encoder_ahead(comps.sinks)
-            stream = self._chain(self.queue, comps.stages)
-            self.started.set()
             try:
-                await self._sink_loop(ahead.stream(stream) if ahead else stream)
-                await pump  # re-raises a source's error, if any
+                await self._deliver_all(comps, self.queue, ahead)
             finally:
-                for task in (pump, replayer):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
                 if ahead is not None:
                     await ahead.close()
         finally:
@@ -81,6 +72,24 @@ class Pipeline:
             for sink in comps.sinks:
                 await sink.close()
             thaw_long_lived()
+
+    async def _deliver_all(
+        self, comps: Components, queue: asyncio.Queue[Batch | None], ahead: EncodeAhead | None
+    ) -> None:
+        """Run the sources into the chain and the chain into the sinks until the end of the
+        stream; a source's error is raised once everything before it was delivered."""
+        pump = asyncio.create_task(self._pump(comps.sources, queue), name="sources")
+        replayer = asyncio.create_task(self._replay_when_idle(), name="idle-replay")
+        stream = self._chain(queue, comps.stages)
+        self.started.set()
+        try:
+            await self._sink_loop(ahead.stream(stream) if ahead else stream)
+            await pump  # re-raises a source's error, if any
+        finally:
+            for task in (pump, replayer):
+                task.cancel()
+            # both end here, whatever the pump raised (already raised above, if it was first)
+            await asyncio.gather(pump, replayer, return_exceptions=True)
 
     async def _pump(self, sources: list[Source], queue: asyncio.Queue[Batch | None]) -> None:
         counters = self.state.counters

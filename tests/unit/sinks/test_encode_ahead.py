@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from structlog.testing import capture_logs
 
 from daemon.batch import Batch
+from daemon.observability.events import ENCODER_RESTARTED
 from daemon.sensors import SENSORS
-from daemon.sinks.encode import encode_batch
-from daemon.sinks.encode_ahead import DEPTH, EncodeAhead, wire_bytes
+from daemon.sinks.encode import encode_batch, wire_bytes
+from daemon.sinks.encode_ahead import DEPTH, EncodeAhead
 
 
 def batch(i: int, sensors: int = 3, prefix: str = "AH") -> Batch:
@@ -175,11 +177,13 @@ async def test_a_killed_child_is_replaced_and_nothing_is_lost() -> None:
 
     try:
         out = []
-        async for b in ahead.stream(killing()):
-            view = wire_bytes(b)
-            out.append(bytes(view) if view is not None else encode_batch(b))
+        with capture_logs() as logs:
+            async for b in ahead.stream(killing()):
+                view = wire_bytes(b)
+                out.append(bytes(view) if view is not None else encode_batch(b))
         assert out == [encode_batch(b) for b in batches]
         assert ahead.restarts == 1
+        assert [(e["event"], e["restarts"]) for e in logs] == [(ENCODER_RESTARTED, 1)]
         assert other in ahead.pids and first not in ahead.pids and len(ahead.pids) == 2
         assert ahead.encoded >= len(batches) - DEPTH  # only what the dead child held fell back
     finally:
