@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                     problems.append(f"{name}: {exc}")
                     emit({"scenario": name, "run": i, "error": str(exc)})
                     continue
-                results.setdefault(name, []).append(result)
+                results.setdefault(name, []).append({"run": i, **result})
                 problems += failures(name, result)
                 emit({"scenario": name, "run": i, **result})
     summary, ratio = report.summaries(results), report.ratios(results)

@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 Record = dict[str, Any]
 
 
@@ -144,7 +142,3 @@ def run_chain(
 
 def json_dumps(r: Record) -> str:
     return json.dumps(r, separators=(",", ":"))
-
-
-def orjson_dumps(r: Record) -> bytes:
-    return orjson.dumps(r)

@@ -72,14 +72,6 @@ def shutdown(seen: Observed) -> dict[str, Any]:
     }
 
 
-def lost(counters: dict[str, int]) -> int:
-    """Readings neither written, filtered, rejected nor spooled at exit (must be 0)."""
-    accounted = (
-        counters["written"] + counters["filtered"] + counters["rejected"] + counters["spooled"]
-    )
-    return counters["read"] + counters.get("replayed", 0) - accounted
-
-
 def series(samples: list[Sample], points: int = 12) -> list[list[float]]:
     """[readings read, RSS MB] at up to `points` evenly spread samples (for RESULTS.md)."""
     if not samples:

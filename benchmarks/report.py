@@ -103,7 +103,16 @@ RATIOS: list[tuple[str, str, Metric]] = [
 
 
 def _numbers(runs: list[dict[str, Any]], key: str) -> list[float]:
-    return [float(r[key]) for r in runs if isinstance(r.get(key), int | float)]
+    return list(_by_round(runs, key).values())
+
+
+def _by_round(runs: list[dict[str, Any]], key: str) -> dict[int, float]:
+    """`key` of each run that has it, by its round (a failed run leaves its round out)."""
+    return {
+        int(r.get("run", i)): float(r[key])
+        for i, r in enumerate(runs)
+        if isinstance(r.get(key), int | float)
+    }
 
 
 def summaries(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -131,11 +140,11 @@ def ratios(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Ratio of medians; min/max over the runs paired by round (they ran side by side)."""
     out = []
     for num, den, metric in RATIOS:
-        a, b = _numbers(results.get(num, []), metric.key), _numbers(results.get(den, []), "rate")
+        a, b = (_by_round(results.get(name, []), metric.key) for name in (num, den))
         if not a or not b:
             continue
-        value = round(statistics.median(a) / statistics.median(b), 2)
-        paired = [x / y for x, y in zip(a, b, strict=False) if y]
+        value = round(statistics.median(a.values()) / statistics.median(b.values()), 2)
+        paired = [a[i] / b[i] for i in sorted(a.keys() & b.keys()) if b[i]]  # side by side
         out.append(
             {
                 "ratio": f"{num}/{den}",
@@ -157,23 +166,20 @@ def _fmt(value: float | None) -> str:
 
 def table(summary: list[dict[str, Any]], ratio: list[dict[str, Any]], out: TextIO) -> None:
     """The human-readable summary (stderr, so stdout stays one JSON object per line)."""
-    head = f"{'scenario':<24}{'metric':<24}{'median':>12}{'min - max':>24}  {'target':<14}met"
+    rows = [(s["scenario"], s["metric"], s["median"], s) for s in summary]
+    rows += [("ratio", r["ratio"], r["value"], r) for r in ratio]
+    name_w = max([24, *(len(name) + 2 for name, *_ in rows)])
+    metric_w = max([24, *(len(metric) + 2 for _, metric, *_ in rows)])
+    head = f"{'scenario':<{name_w}}{'metric':<{metric_w}}{'median':>12}{'min - max':>24}  "
+    head += f"{'target':<14}met"
     print(head, file=out)
     print("-" * len(head), file=out)
-    for s in summary:
-        span = f"{_fmt(s['min'])} - {_fmt(s['max'])}"
-        met = {True: "yes", False: "NO", None: ""}[s["met"]]
+    for name, metric, value, row in rows:
+        span = f"{_fmt(row['min'])} - {_fmt(row['max'])}"
+        met = {True: "yes", False: "NO", None: ""}[row["met"]]
         print(
-            f"{s['scenario']:<24}{s['metric']:<24}{_fmt(s['median']):>12}{span:>24}  "
-            f"{s['target'] or '':<14}{met}",
-            file=out,
-        )
-    for r in ratio:
-        span = f"{_fmt(r['min'])} - {_fmt(r['max'])}"
-        met = {True: "yes", False: "NO", None: ""}[r["met"]]
-        print(
-            f"{'ratio':<24}{r['ratio']:<24}{_fmt(r['value']):>12}{span:>24}  "
-            f"{r['target'] or '':<14}{met}",
+            f"{name:<{name_w}}{metric:<{metric_w}}{_fmt(value):>12}{span:>24}  "
+            f"{row['target'] or '':<14}{met}",
             file=out,
         )
 

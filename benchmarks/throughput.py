@@ -13,22 +13,19 @@ features stage's own numbers (readings in, batches in, pool submissions) come fr
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from benchmarks import baseline, measure, workloads
 from benchmarks.daemonrun import Observed, Sample, run_daemon, timestamp
 from benchmarks.workloads import Sizes
 
 
-def _tmp() -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix="ingestd-bench-")
-
-
 def fixed_workload(sizes: Sizes, workers: int | None) -> dict[str, Any]:
     """The default chain (plus features with `workers`, unless None) into jsonl, to the end."""
-    with _tmp() as d:
+    with workloads.scratch() as d:
         tmp = Path(d)
         text = (
             workloads.daemon_section(tmp, health_s=sizes.health_s)
@@ -60,8 +57,8 @@ def fixed_workload(sizes: Sizes, workers: int | None) -> dict[str, Any]:
 
 def per_record_chain(sizes: Sizes, fast: bool) -> dict[str, Any]:
     """The plain generator chain, `json.dumps` (or orjson when `fast`), same workload."""
-    dumps = baseline.orjson_dumps if fast else baseline.json_dumps
-    with _tmp() as d:
+    dumps = orjson.dumps if fast else baseline.json_dumps
+    with workloads.scratch() as d:
         result = baseline.run_chain(Path(d) / "out.jsonl", sizes.sensors, sizes.per_sensor, dumps)
     return {
         "readings": result["readings"],
@@ -92,7 +89,7 @@ def offload(sizes: Sizes, workers: int, encoder_child: bool = True) -> dict[str,
             and reporting[-1].health["counters"]["read"] >= sizes.offload_readings
         )
 
-    with _tmp() as d:
+    with workloads.scratch() as d:
         tmp = Path(d)
         text = (
             workloads.daemon_section(tmp, health_s=sizes.health_s / 2)

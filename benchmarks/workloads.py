@@ -7,6 +7,7 @@ scenario is about them; what a scenario sets, it sets here, in one place.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,3 +143,8 @@ spool_dir = "{tmp / "spool"}"
 
 def features(workers: int) -> str:
     return FEATURES.format(workers=workers)
+
+
+def scratch() -> tempfile.TemporaryDirectory[str]:
+    """A run's own directory (config, output, spool, dead letters), removed afterwards."""
+    return tempfile.TemporaryDirectory(prefix="ingestd-bench-")
