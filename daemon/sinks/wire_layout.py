@@ -179,7 +179,7 @@ class Texts:
             widest = self.rows.shape[1]
             padded = np.zeros((self.size, -(-(shift + widest) // 8) * 8), dtype=np.uint8)
             padded[:, shift : shift + widest] = self.rows[: self.size]
-            table = np.ascontiguousarray(padded.view("<u8").astype(np.uint64).T)
+            table = np.ascontiguousarray(padded.view("<u8").astype(np.uint64, copy=False).T)
             self._shifted[shift] = table
         if k > table.shape[0]:
             table = np.concatenate([table, np.zeros((k - table.shape[0], self.size), np.uint64)])
@@ -191,4 +191,4 @@ class Texts:
 def words_table(texts: Sequence[bytes]) -> U64:
     """Up to 8 bytes of text each, as uint64 values (the first byte in the lowest bits)."""
     joined = b"".join(t.ljust(8, b"\0") for t in texts)
-    return np.frombuffer(joined, dtype="<u8").astype(np.uint64)
+    return np.frombuffer(joined, dtype="<u8").astype(np.uint64)  # a writable copy

@@ -83,7 +83,7 @@ def _orjson_field(x: npt.NDArray[np.generic]) -> Field:
     width = text.shape[1]
     words = np.zeros((x.shape[0], -(-width // 8) * 8), dtype=np.uint8)
     words[:, :width] = text
-    columns = words.view("<u8").astype(np.uint64).T
+    columns = words.view("<u8").astype(np.uint64, copy=False).T
     pieces: list[Piece] = [
         (np.ascontiguousarray(columns[j]), min(8, width - 8 * j)) for j in range(columns.shape[0])
     ]

@@ -46,7 +46,7 @@ def ts_field(ts: npt.NDArray[np.float64]) -> Field:
     else:
         distinct, pick = np.unique(seconds, return_inverse=True)
     texts = np.datetime_as_string(distinct.view("M8[s]")).astype("S24").view("<u8")
-    texts = texts.reshape(-1, 3).astype(np.uint64)  # 19 characters: 8 + 8 + 3
+    texts = texts.reshape(-1, 3).astype(np.uint64, copy=False)  # 19 characters: 8 + 8 + 3
     micro = micros.astype(np.int64)
     milli = micro // 1000
     pieces: list[Piece] = [
