@@ -33,20 +33,24 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2 :].split()
 
 
-def _children() -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for entry in _PROC.iterdir():
-        if not entry.name.isdigit():
+def _children(pid: int) -> list[int]:
+    """Live children of `pid`: each of its threads lists those it forked. Reading these, not
+    every /proc/<pid>/stat of the machine, keeps the sampling light beside the daemon."""
+    out: list[int] = []
+    try:
+        tasks = list((_PROC / str(pid) / "task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # the thread ended meanwhile
             continue
-        fields = _stat_fields(int(entry.name))
-        if fields is not None:
-            out.setdefault(int(fields[1]), []).append(int(entry.name))  # field 4: ppid
     return out
 
 
 def tree_usage(root: int) -> TreeUsage | None:
     """Usage of `root` and every live descendant; None once `root` has exited."""
-    children = _children()
     cpu_ticks = 0
     rss_pages = 0
     seen = 0
@@ -62,5 +66,5 @@ def tree_usage(root: int) -> TreeUsage | None:
         cpu_ticks += sum(int(fields[i]) for i in (11, 12, 13, 14))
         rss_pages += int(fields[21])
         seen += 1
-        todo.extend(children.get(pid, ()))
+        todo.extend(_children(pid))
     return TreeUsage(cpu_ticks / _TICK, rss_pages * _PAGE, seen)
