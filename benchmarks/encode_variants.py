@@ -22,8 +22,8 @@ import orjson
 
 from daemon.batch import Batch
 from daemon.sensors import SENSORS
-from daemon.sinks.encode import encode_batch, ts_cells
 from daemon.topology.memory import keep_freed_memory
+from daemon.wire.encode import encode_batch, ts_cells
 
 NUMPY = orjson.OPT_SERIALIZE_NUMPY
 

@@ -22,7 +22,7 @@ import uvloop
 from daemon.batch import Batch
 from daemon.runtime import ComponentContext
 from daemon.sensors import SENSORS
-from daemon.stages import Features
+from daemon.stages.features.stage import Features
 
 SENSOR_COUNT = 1000
 PER_SENSOR = 8  # readings of each sensor in a batch: 8,000-reading batches, like the source's

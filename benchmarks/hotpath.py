@@ -23,10 +23,12 @@ from typing import Any, TypeVar
 from daemon.batch import Batch
 from daemon.components import Stage
 from daemon.runtime import ComponentContext
-from daemon.sinks.encode import encode_batch
-from daemon.sources.sim_generate import Chunk, generate
-from daemon.sources.sim_model import SensorModel, SensorState
-from daemon.stages import MovingAverage, Normalize, ThresholdFilter
+from daemon.sources.simulated.generate import Chunk, generate
+from daemon.sources.simulated.model import SensorModel, SensorState
+from daemon.stages.moving_average import MovingAverage
+from daemon.stages.normalize import Normalize
+from daemon.stages.threshold import ThresholdFilter
+from daemon.wire.encode import encode_batch
 
 SENSORS, RUN, RUNS_PER_BATCH = 1000, 1024, 8
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from typing import Any
 from benchmarks import measure, workloads
 from benchmarks.daemonrun import Observed, Sample, run_daemon, timestamp
 from benchmarks.workloads import Sizes
-from daemon.sources.simulated import SimulatedSource
+from daemon.sources.simulated.source import SimulatedSource
 
 WARMUP_FRACTION = 0.1  # of the readings (memory) or the duration (the paced runs)
 CHECK_SLOWED = 0.5  # backpressure: the source must read at most this share of its nominal rate

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 Kind = Literal["source", "stage", "sink"]
 KINDS: tuple[Kind, ...] = ("source", "stage", "sink")
-_BUILTIN_MODULES = ("daemon.sources", "daemon.stages", "daemon.sinks")
+_BUILTIN_PACKAGES = ("daemon.sources", "daemon.stages", "daemon.sinks")
 
 
 class RegistryError(Exception):
@@ -77,10 +78,18 @@ class Registry:
         if self._loaded:
             return
         self._loaded = True
-        for module in _BUILTIN_MODULES:
-            importlib.import_module(module)
+        for package in _BUILTIN_PACKAGES:
+            _import_tree(package)
         for ep in entry_points(group="ingestd.plugins"):
             ep.load()
+
+
+def _import_tree(package: str) -> None:
+    """Import `package` and every module below it: a built-in component registers by being
+    there, with no import list to keep."""
+    root = importlib.import_module(package)
+    for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
+        importlib.import_module(info.name)
 
 
 def _unimplemented(cls: type[Any], method: str) -> bool:

@@ -1,16 +1,5 @@
-"""Sinks: where readings end up. Importing this package registers every built-in sink."""
+"""The built-in sinks, one module or package each; the registry imports every module here.
 
-from daemon.sinks.blackhole import BlackholeSink
-from daemon.sinks.console import ConsoleSink
-from daemon.sinks.encode import WireEncoder, encode_batch, encode_derived, encode_for_sink
-from daemon.sinks.jsonl import JsonlSink
-
-__all__ = [
-    "BlackholeSink",
-    "ConsoleSink",
-    "JsonlSink",
-    "WireEncoder",
-    "encode_batch",
-    "encode_derived",
-    "encode_for_sink",
-]
+Nothing is listed by hand: a new sink is a new module in this package (or a plugin). The wire
+encoding they share lives in `daemon.wire`.
+"""

@@ -17,7 +17,7 @@ from typing import Annotated, Literal, TextIO
 from daemon.batch import Batch
 from daemon.components import Sink, SinkError
 from daemon.runtime import ComponentContext
-from daemon.sinks.encode import encode_for_sink
+from daemon.wire.encode import encode_for_sink
 
 
 class ConsoleSink(Sink, name="console"):

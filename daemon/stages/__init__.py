@@ -1,8 +1,5 @@
-"""The built-in stages; importing this package registers them by name."""
+"""The built-in stages, one module or package each; the registry imports every module here.
 
-from daemon.stages.features import Features
-from daemon.stages.moving_average import MovingAverage
-from daemon.stages.normalize import Normalize
-from daemon.stages.threshold import ThresholdFilter
-
-__all__ = ["Features", "MovingAverage", "Normalize", "ThresholdFilter"]
+Nothing is listed by hand: a new stage is a new module in this package (or a plugin). Window
+helpers shared by several stages live in `stages.windows`; the features stage's own in its package.
+"""

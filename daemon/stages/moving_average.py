@@ -14,8 +14,8 @@ from daemon.batch import Batch, FloatArray
 from daemon.components import Stage
 from daemon.config.fields import Range
 from daemon.runtime import ComponentContext
-from daemon.stages.grouping import carried, round6, runs_of
-from daemon.stages.window import SUM, SlidingWindows
+from daemon.stages.windows.grouping import carried, round6, runs_of
+from daemon.stages.windows.sliding import SUM, SlidingWindows
 
 
 class MovingAverage(Stage, name="moving_average"):

@@ -22,10 +22,10 @@ from daemon.config import AppConfig
 from daemon.observability.health import StageStats
 from daemon.resilience import GuardedSink
 from daemon.runtime import RunState
-from daemon.sinks.encode_ahead import EncodeAhead
 from daemon.topology.build import Components, build_components
 from daemon.topology.fanout import FanOut
 from daemon.topology.memory import freeze_long_lived, keep_freed_memory, thaw_long_lived
+from daemon.wire.ahead import EncodeAhead
 
 IDLE_REPLAY_S = 1.0
 

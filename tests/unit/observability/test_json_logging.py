@@ -38,14 +38,14 @@ def lines(path: Path) -> list[dict[str, Any]]:
 def test_a_line_is_one_json_object_with_the_fixed_keys_first(tmp_path: Path) -> None:
     log_file = tmp_path / "logs" / "ingestd.log"  # the directory does not exist yet
     configure_logging("info", str(log_file))
-    log = structlog.get_logger("daemon.sinks.jsonl")
+    log = structlog.get_logger("daemon.sinks.jsonl.sink")
     log.info("sink_opened", path="data/x.jsonl", batches=3, ratio=0.5, tags=("a", "b"))
 
     [line] = lines(log_file)
     assert list(line)[:4] == ["timestamp", "level", "logger", "event"]
     assert TIMESTAMP.match(line["timestamp"]), line["timestamp"]
     assert line["level"] == "info"
-    assert line["logger"] == "daemon.sinks.jsonl"
+    assert line["logger"] == "daemon.sinks.jsonl.sink"
     assert line["event"] == "sink_opened"
     assert line["path"] == "data/x.jsonl"
     assert line["batches"] == 3

@@ -12,7 +12,8 @@ import pytest
 from daemon.batch import Batch
 from daemon.components import SinkError
 from daemon.runtime import ComponentContext
-from daemon.sinks import ConsoleSink, encode_batch
+from daemon.sinks.console import ConsoleSink
+from daemon.wire import encode_batch
 
 Stream = Literal["stdout", "stderr"]
 

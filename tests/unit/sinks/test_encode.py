@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from daemon.batch import Batch
 from daemon.components import PermanentSinkError
 from daemon.sensors import SensorTable
-from daemon.sinks import WireEncoder, encode_batch, encode_derived, encode_for_sink
-from daemon.sinks.encode import ts_cells
+from daemon.wire import WireEncoder, encode_batch, encode_derived, encode_for_sink
+from daemon.wire.encode import ts_cells
 
 MIN_TS = -62_135_596_800.0  # 0001-01-01T00:00:00Z
 MAX_TS = 253_402_300_799.0  # 9999-12-31T23:59:59Z

@@ -17,8 +17,8 @@ from structlog.testing import capture_logs
 from daemon.batch import Batch
 from daemon.observability.events import ENCODER_RESTARTED
 from daemon.sensors import SENSORS
-from daemon.sinks.encode import encode_batch, wire_bytes
-from daemon.sinks.encode_ahead import DEPTH, EncodeAhead
+from daemon.wire.ahead import DEPTH, EncodeAhead
+from daemon.wire.encode import encode_batch, wire_bytes
 
 
 def batch(i: int, sensors: int = 3, prefix: str = "AH") -> Batch:

@@ -23,8 +23,9 @@ from daemon.components import PermanentSinkError, SinkError
 from daemon.config.fields import ConfigIssue, build
 from daemon.observability.events import SINK_OPEN_FAILED, SINK_ROTATED
 from daemon.runtime import ComponentContext
-from daemon.sinks import JsonlSink, encode_batch
-from daemon.sinks.jsonl import FsyncPolicy
+from daemon.sinks.jsonl import JsonlSink
+from daemon.sinks.jsonl.sink import FsyncPolicy
+from daemon.wire import encode_batch
 
 
 def batch(first_seq: int, n: int = 5) -> Batch:

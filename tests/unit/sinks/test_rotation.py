@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.sinks.rotation import highest_rotation, rotate, rotated_path
+from daemon.sinks.jsonl.rotation import highest_rotation, rotate, rotated_path
 
 
 def test_rotated_path_is_beside_the_file(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.sinks.wire_layout import constant, pack
-from daemon.sinks.wire_numbers import number_field
+from daemon.wire.layout import constant, pack
+from daemon.wire.numbers import number_field
 
 
 def texts(column: npt.NDArray[Any], prefix: bytes = b"", suffix: bytes = b"") -> list[bytes]:

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.sources.file_parse import CsvParser, JsonlParser, Rows
+from daemon.sources.file.parse import CsvParser, JsonlParser, Rows
 
 HEADER = b"sensor_id,seq,ts,value,unit,quality"
 

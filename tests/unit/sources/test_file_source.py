@@ -18,7 +18,7 @@ from daemon.batch import Batch
 from daemon.config.fields import ConfigIssue, build
 from daemon.registry import REGISTRY
 from daemon.runtime import ComponentContext
-from daemon.sources import FileSource, FileSourceError
+from daemon.sources.file import FileSource, FileSourceError
 
 Config = FileSource.Config
 

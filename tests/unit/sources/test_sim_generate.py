@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daemon.sources import counter_rng as rng
-from daemon.sources.sim_generate import Chunk, generate
-from daemon.sources.sim_model import SensorModel, SensorState
+from daemon.sources.simulated import counter_rng as rng
+from daemon.sources.simulated.generate import Chunk, generate
+from daemon.sources.simulated.model import SensorModel, SensorState
 
 RATE = 100.0
 

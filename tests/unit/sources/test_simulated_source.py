@@ -17,8 +17,8 @@ from daemon.batch import Batch
 from daemon.config.fields import ConfigIssue, build
 from daemon.registry import REGISTRY
 from daemon.runtime import ComponentContext
-from daemon.sources import SimulatedSource
-from daemon.sources.sim_model import SensorModel
+from daemon.sources.simulated import SimulatedSource
+from daemon.sources.simulated.model import SensorModel
 
 Config = SimulatedSource.Config
 Readings = dict[str, list[tuple[int, float, float, bool]]]  # sensor_id -> (seq, ts, value, stale)

@@ -21,8 +21,8 @@ from daemon.batch import Batch, FloatArray
 from daemon.observability import events
 from daemon.runtime import ComponentContext
 from daemon.sensors import SENSORS
-from daemon.stages import Features
-from daemon.stages.feature_pool import FeaturePool
+from daemon.stages.features.pool import FeaturePool
+from daemon.stages.features.stage import Features
 
 WINDOW = 8
 

@@ -19,8 +19,8 @@ from daemon.batch import Batch, FloatArray
 from daemon.config.fields import ConfigIssue, build
 from daemon.runtime import ComponentContext
 from daemon.sensors import SENSORS
-from daemon.stages import Features
-from daemon.stages.features_math import FEATURE_NAMES, compute
+from daemon.stages.features.stage import Features
+from daemon.stages.features.window_math import FEATURE_NAMES, compute
 
 Reading = tuple[str, int, float, float]  # sensor_id, seq, ts, value
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from daemon.batch import Batch
 from daemon.config.fields import ConfigIssue, build
 from daemon.runtime import ComponentContext
-from daemon.stages import ThresholdFilter
+from daemon.stages.threshold import ThresholdFilter
 
 
 async def feed(batches: list[Batch]) -> AsyncIterator[Batch]:

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from daemon.batch import Batch
 from daemon.runtime import ComponentContext
 from daemon.sensors import SENSORS
-from daemon.stages import MovingAverage, Normalize
+from daemon.stages.moving_average import MovingAverage
+from daemon.stages.normalize import Normalize
 
 Reading = tuple[str, int, float]  # sensor_id, seq, value
 

@@ -13,14 +13,14 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.context import BaseContext
 
 from daemon.batch import FloatArray
-from daemon.stages import features_math
+from daemon.stages.features import window_math
 
 
 def _context() -> BaseContext:
     """forkserver: workers fork from a clean server process, never from the daemon itself (which
     runs threads and an event loop); preloading the math module makes each fork start warm."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([features_math.__name__])
+    ctx.set_forkserver_preload([window_math.__name__])
     return ctx
 
 
@@ -50,7 +50,7 @@ class FeaturePool:
         # The pool spawns a worker per submission while none is idle: `workers` concurrent
         # warm-ups start them all.
         warm = [
-            asyncio.wrap_future(executor.submit(features_math.warm_up, self.window))
+            asyncio.wrap_future(executor.submit(window_math.warm_up, self.window))
             for _ in range(self.workers)
         ]
         await asyncio.gather(*warm)
@@ -61,7 +61,7 @@ class FeaturePool:
         """Hand one stack of windows to the pool; returns the pool used (to recognise its breakage
         later) and an awaitable result. Raises `BrokenProcessPool` if the pool already broke."""
         executor = self.executor
-        future = asyncio.wrap_future(executor.submit(features_math.compute, values, ts))
+        future = asyncio.wrap_future(executor.submit(window_math.compute, values, ts))
         self.submissions += 1
         return executor, future
 

@@ -40,10 +40,10 @@ from daemon.components import Source
 from daemon.config.fields import Range
 from daemon.observability.events import SENSOR_DOWN
 from daemon.runtime import ComponentContext
-from daemon.sources.metronome import Metronome
-from daemon.sources.sim_generate import Chunk, Transition, generate
-from daemon.sources.sim_model import SensorModel, SensorState
-from daemon.sources.sim_run import END, ChunkQueue, SensorRun, split
+from daemon.sources.simulated.generate import Chunk, Transition, generate
+from daemon.sources.simulated.metronome import Metronome
+from daemon.sources.simulated.model import SensorModel, SensorState
+from daemon.sources.simulated.run import END, ChunkQueue, SensorRun, split
 
 _MAX_SEQ = 2**53  # chunks travel as float64 rows; seqs stay exact below this
 # A beat may fire up to a millisecond early (the loop's timers have millisecond resolution): a

@@ -11,8 +11,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.sources.metronome import Metronome
-from daemon.sources.sim_generate import Chunk
+from daemon.sources.simulated.generate import Chunk
+from daemon.sources.simulated.metronome import Metronome
 
 # Queued after the last chunk, once every sensor task has ended (the run's `error` says why).
 END: Chunk = (-1, 0, 0, 0, 0.0)

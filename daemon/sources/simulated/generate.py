@@ -18,7 +18,7 @@ import numpy as np
 
 from daemon.batch import Batch
 from daemon.observability.events import SENSOR_DOWN, SENSOR_RECOVERED
-from daemon.sources.sim_model import F64, I64, Bools, SensorModel, SensorState
+from daemon.sources.simulated.model import F64, I64, Bools, SensorModel, SensorState
 
 # (sensor, first seq, first read attempt, count, timestamp of the first reading)
 Chunk = tuple[int, int, int, int, float]

@@ -32,7 +32,7 @@ import numpy as np
 
 from daemon.batch import Batch
 from daemon.sensors import SENSORS
-from daemon.sinks.encode import encode_batch
+from daemon.wire.encode import encode_batch
 
 Reply = tuple[str, Any]  # ("ok", length) | ("failed", why) | ("too_big", length)
 Layout = list[tuple[str, int, int]]  # (dtype, offset, length) of each column in the input

@@ -33,9 +33,9 @@ import orjson
 from daemon.batch import Batch
 from daemon.components import PermanentSinkError
 from daemon.sensors import SENSORS, SensorTable
-from daemon.sinks.wire_layout import Part, Texts, constant, lookup, pack
-from daemon.sinks.wire_numbers import number_field
-from daemon.sinks.wire_time import ts_cells, ts_field
+from daemon.wire.layout import Part, Texts, constant, lookup, pack
+from daemon.wire.numbers import number_field
+from daemon.wire.timestamps import ts_cells, ts_field
 
 __all__ = [
     "WireEncoder",

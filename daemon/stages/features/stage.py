@@ -27,11 +27,11 @@ from daemon.config.fields import Range
 from daemon.observability import events
 from daemon.runtime import ComponentContext
 from daemon.sensors import SENSORS
-from daemon.stages import features_math
-from daemon.stages.feature_pool import FeaturePool
-from daemon.stages.grouping import carried, runs_of
-from daemon.stages.readahead import ReadAhead
-from daemon.stages.tumbling import Completed, TumblingWindows
+from daemon.stages.features import window_math
+from daemon.stages.features.pool import FeaturePool
+from daemon.stages.features.readahead import ReadAhead
+from daemon.stages.features.tumbling import Completed, TumblingWindows
+from daemon.stages.windows.grouping import carried, runs_of
 
 POOL_START_TIMEOUT_S = 60.0  # generous: a cold start imports numpy in every worker
 
@@ -217,7 +217,7 @@ class Features(Stage, name="features"):
 
     def _inline(self, job: _Job) -> None:
         try:
-            job.result = features_math.compute(job.done.values, job.done.ts)
+            job.result = window_math.compute(job.done.values, job.done.ts)
         except Exception as exc:  # the readings still pass on; only these records are lost
             self.ctx.log.error(
                 events.FEATURES_FAILED, where="inline", error=repr(exc), windows=len(job.done)
@@ -237,7 +237,7 @@ class Features(Stage, name="features"):
         ids = SENSORS.ids_array()[done.sensor].tolist()
         seqs = done.end_seq.tolist()
         count = self.config.window
-        names = features_math.FEATURE_NAMES
+        names = window_math.FEATURE_NAMES
         return [
             {
                 "kind": "features",

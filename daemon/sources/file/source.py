@@ -24,9 +24,9 @@ from daemon.components import Source
 from daemon.config.fields import Range
 from daemon.deadletter import DeadLetterEntry
 from daemon.runtime import ComponentContext
-from daemon.sources.file_parse import CsvParser, HeaderError, JsonlParser
-from daemon.sources.file_rows import Rejection, Rows, RowsParser
-from daemon.sources.line_reader import LineReader, Lines
+from daemon.sources.file.line_reader import LineReader, Lines
+from daemon.sources.file.parse import CsvParser, HeaderError, JsonlParser
+from daemon.sources.file.rows import Rejection, Rows, RowsParser
 
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 _PACE_BATCH_S = 0.05  # when paced, a batch holds about this long's worth of readings

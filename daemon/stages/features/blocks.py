@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from daemon.batch import BoolArray, FloatArray, IntArray, SensorArray
-from daemon.stages.grouping import SortedRuns, grown, sorted_runs
+from daemon.stages.windows.grouping import SortedRuns, grown, sorted_runs
 
 
 @dataclass(frozen=True, slots=True)

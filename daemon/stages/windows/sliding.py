@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from daemon.batch import FloatArray, IntArray, SensorArray
-from daemon.stages.grouping import SortedRuns, grown, sorted_runs
+from daemon.stages.windows.grouping import SortedRuns, grown, sorted_runs
 
 
 @dataclass(frozen=True)

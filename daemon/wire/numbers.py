@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from daemon.sinks.wire_layout import I64, U8, U64, Field, Piece, words_table
+from daemon.wire.layout import I64, U8, U64, Field, Piece, words_table
 
 Bools = npt.NDArray[np.bool_]
 

@@ -17,8 +17,8 @@ import numpy.typing as npt
 import orjson
 
 from daemon.sensors import SENSORS
-from daemon.sources import file_fields as ff
-from daemon.sources.file_rows import Collector, Rejection, Rows, RowsParser, intern_all
+from daemon.sources.file import fields as ff
+from daemon.sources.file.rows import Collector, Rejection, Rows, RowsParser, intern_all
 
 __all__ = ["CsvParser", "HeaderError", "JsonlParser", "Rejection", "Rows"]
 

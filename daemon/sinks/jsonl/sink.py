@@ -43,8 +43,8 @@ from daemon.config.fields import Range
 from daemon.durable import fsync_dir
 from daemon.observability import events
 from daemon.runtime import ComponentContext
-from daemon.sinks import rotation
-from daemon.sinks.encode import encode_for_sink
+from daemon.sinks.jsonl import rotation
+from daemon.wire.encode import encode_for_sink
 
 FsyncPolicy = Literal["batch", "interval", "never"]
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from daemon.batch import FloatArray, IntArray, SensorArray
-from daemon.stages.blocks import BlockBuffer
-from daemon.stages.grouping import SortedRuns
+from daemon.stages.features.blocks import BlockBuffer
+from daemon.stages.windows.grouping import SortedRuns
 
 
 @dataclass(frozen=True, slots=True)

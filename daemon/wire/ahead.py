@@ -31,8 +31,8 @@ import structlog
 
 from daemon.batch import Batch
 from daemon.observability import events
-from daemon.sinks.encode import WIRE, warm_up
-from daemon.sinks.encoder_child import EncoderChild, Reply, copy_in
+from daemon.wire.child import EncoderChild, Reply, copy_in
+from daemon.wire.encode import WIRE, warm_up
 
 _log = structlog.get_logger(__name__)
 

@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from daemon.batch import Batch
 from daemon.sensors import SENSORS
-from daemon.sources import file_fields as ff
+from daemon.sources.file import fields as ff
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from daemon.sinks.wire_layout import U64, Field, Piece, constant, pack, words_table
+from daemon.wire.layout import U64, Field, Piece, constant, pack, words_table
 
 _HEAD: Final = constant(b',"ts":"')
 _TAIL: Final = constant(b'Z","value":')

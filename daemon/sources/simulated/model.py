@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from daemon.sensors import SENSORS
-from daemon.sources import counter_rng as rng
+from daemon.sources.simulated import counter_rng as rng
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

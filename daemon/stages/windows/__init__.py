@@ -1,0 +1,1 @@
+"""Window helpers shared by the stages: per-sensor grouping of a batch, sliding min/max/mean."""
