@@ -39,7 +39,7 @@ def make_batches(count: int) -> Iterator[Batch]:
 async def one_run(batches: list[Batch], workers: int, max_pending: int) -> dict[str, float]:
     stage = Features(
         Features.Config(window=256, workers=workers, max_pending=max_pending),
-        ComponentContext.for_test("stages[0]", "/dev/null"),
+        ComponentContext.standalone("stages[0]"),
     )
     await stage.open()
 

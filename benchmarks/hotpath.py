@@ -58,9 +58,9 @@ async def _feed(batches: list[Batch]) -> AsyncIterator[Batch]:
         yield b
 
 
-def through(stage_type: type[Stage], config: Any) -> Callable[[list[Batch]], list[Batch]]:
+def through(stage_type: type[Stage[Any]], config: Any) -> Callable[[list[Batch]], list[Batch]]:
     async def go(batches: list[Batch]) -> list[Batch]:
-        stage = stage_type(config, ComponentContext.for_test("stages[0]", "/dev/null"))
+        stage = stage_type(config, ComponentContext.standalone("stages[0]"))
         return [b async for b in stage.process(_feed(batches))]
 
     return lambda batches: asyncio.run(go(batches))

@@ -1,11 +1,16 @@
 """The daemon's life: `run() → serve() → startup() → main_loop() → shutdown()`.
 
-Read top to bottom, this class is the whole story. Signal handlers only set flags: the first
-SIGTERM/SIGINT asks the sources to stop and the pipeline to drain (bounded by
-`shutdown_timeout_s`, after which in-flight data is spooled); a second one forces the spool at
-once. SIGHUP reopens the log file and re-reads the config: a valid one drains the running
-pipeline and builds a new one (counters and per-sensor state carry on), an invalid one is logged
-and the running config kept.
+Read top to bottom, this class is the whole story. It is a thin supervisor: it holds the one
+exit request and moves from one pipeline generation to the next (`daemon.topology.pipeline`),
+while each generation owns its own stop and force tokens and its phased shutdown.
+
+Signal handlers only set flags and forward them. The first SIGTERM/SIGINT is the exit request:
+the running generation drains within `shutdown_timeout_s` (then its in-flight data is spooled),
+and no further generation is built; a second one forces at once. SIGHUP reopens the log file and
+re-reads the config: a valid one whose plan says "rebuild" drains the running generation (within
+`reload_timeout_s`) and builds the next (counters and per-sensor state carry on); one that only
+changes daemon settings applies live; an invalid one is logged and the running config kept. An
+exit request during a reload's drain shortens that drain's deadline and ends the daemon there.
 """
 
 from __future__ import annotations
@@ -30,19 +35,13 @@ from daemon.observability.logging import LogSink, configure_logging
 from daemon.observability.looplag import LoopLagMonitor, watchdog_loop
 from daemon.observability.sdnotify import Notifier
 from daemon.runtime import RunState
+from daemon.topology.flow import until_done_or_set
 from daemon.topology.pipeline import Pipeline
+from daemon.topology.reload import plan_reload
 
 log = structlog.get_logger("daemon")
 
-FORCED_EXIT_GRACE_S = 5.0  # after force: how long spooling in-flight data may take
-
-
-def _needs_rebuild(new: AppConfig, old: AppConfig, changed: list[str]) -> bool:
-    """Sources, stages and sinks are rebuilt behind a drain; daemon settings apply live
-    (log level and file, dead-letter path, health interval), except the queue size."""
-    if any(c != "daemon" for c in changed):
-        return True
-    return new.daemon.queue_batches != old.daemon.queue_batches
+_EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def peak_rss_mb() -> float | None:
@@ -62,16 +61,23 @@ class Daemon:
         self.state = RunState.fresh(config.daemon.dead_letter)
         self.notifier = Notifier.from_env()
         self.lag = LoopLagMonitor()
-        self.pipeline: Pipeline | None = None
+        self.pipeline: Pipeline | None = None  # the current generation
+        self.generations = 0
         self.reporter: HealthReporter | None = None
         self.log_sink: LogSink | None = None
         self.exit_signals = 0
-        self.reload_requested: asyncio.Event | None = None
-        self.stop_requested: asyncio.Event | None = None
         self.started_at = 0.0
+        self._exit_at: float | None = None  # loop time by which the daemon must have ended
+        self._wake: asyncio.Event | None = None  # an exit or a reload was asked for
+        self._reload_wanted = False
+        self._interval_changed = asyncio.Event()  # the health loop's wait restarts
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: HealthServer | None = None
         self._watchdog: asyncio.Task[None] | None = None
+
+    @property
+    def exit_requested(self) -> bool:
+        return self.exit_signals > 0
 
     # -- the story -------------------------------------------------------------------------
     def run(self) -> int:
@@ -79,23 +85,22 @@ class Daemon:
 
     async def serve(self) -> int:
         await self.startup()
+        code = 0
         try:
             await self.main_loop()
         except Exception as exc:
-            log.exception("pipeline_failed", error=repr(exc))
-            await self.shutdown()
-            return 1
+            log.exception(events.PIPELINE_FAILED, error=repr(exc))
+            code = 1
         await self.shutdown()
-        return 0
+        return code
 
     async def startup(self) -> None:
         self.started_at = time.monotonic()
         d = self.config.daemon
         self.log_sink = configure_logging(d.log_level, d.log_file)
-        self.reload_requested = asyncio.Event()
-        self.stop_requested = asyncio.Event()
+        self._wake = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in _EXIT_SIGNALS:
             loop.add_signal_handler(sig, self.handle_exit, sig)
         loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
         self.reporter = HealthReporter(self.state, self.lag)
@@ -111,27 +116,27 @@ class Daemon:
         )
 
     async def main_loop(self) -> None:
-        """Run the pipeline; on a reload that changes it, drain it and run a new one."""
-        while True:
-            self.pipeline = Pipeline(self.config, self.state)
-            assert self.reporter is not None
-            self.reporter.attach(self.pipeline)
-            running = asyncio.create_task(self.pipeline.run(), name="pipeline")
-            ready = asyncio.create_task(self._ready_when_started(self.pipeline))
-            new_config = await self._run_until_rebuild(running)
-            ready.cancel()
-            if new_config is None:
-                return
-            self.state.stop.set()
-            await self._drain(running)
-            changed = new_config.describe_changes(self.config)
-            old, self.config = self.config, new_config
-            self.state.reset_flags()
-            self.state.gauges.clear()  # the new pipeline's components publish their own
-            await self._apply_daemon_settings(old.daemon)
-            log.info(events.CONFIG_RELOADED, config=self.config.path, changed=changed, rebuilt=True)
+        """Run one generation after another until the stream ends or an exit is requested.
+        An exit request is checked before every generation is built, so none is ever lost."""
+        while not self.exit_requested:
+            pipeline = self._next_generation()
+            running = asyncio.create_task(pipeline.run(), name=f"pipeline-{self.generations}")
+            ready = asyncio.create_task(self._ready_when_started(pipeline))
+            try:
+                new_config = await self._run_until_rebuild(running)
+                if new_config is not None:  # drain this generation, then switch
+                    pipeline.request_stop(self.config.daemon.reload_timeout_s, reason="reload")
+                await running  # ends by itself after a stop request; raises a pipeline error
+            finally:
+                ready.cancel()
+            if new_config is None or self.exit_requested:
+                return  # an exit during the reload's drain: the next generation is not built
+            await self._switch_to(new_config)
 
     async def shutdown(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (*_EXIT_SIGNALS, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -147,6 +152,7 @@ class Daemon:
             events.SHUTDOWN_COMPLETE,
             counters=counters,
             reconciled=self.state.counters.reconciles(),
+            generations=self.generations,
             duration_s=round(time.monotonic() - self.started_at, 3),
             peak_rss_mb=peak_rss_mb(),
         )
@@ -156,78 +162,90 @@ class Daemon:
     # -- signals: flags only ---------------------------------------------------------------
     def handle_exit(self, sig: int) -> None:
         self.exit_signals += 1
+        name = signal.Signals(sig).name
         if self.exit_signals == 1:
-            log.info(events.SHUTDOWN_STARTED, signal=signal.Signals(sig).name)
+            timeout_s = self.config.daemon.shutdown_timeout_s
+            log.info(events.SHUTDOWN_STARTED, signal=name, timeout_s=timeout_s)
             self.notifier.stopping()
-            self.state.stop.set()
-            if self.stop_requested is not None:
-                self.stop_requested.set()
-            asyncio.get_running_loop().call_later(
-                self.config.daemon.shutdown_timeout_s, self._deadline_passed
-            )
+            self._exit_at = asyncio.get_running_loop().time() + timeout_s
+            if self.pipeline is not None:
+                self.pipeline.request_stop(timeout_s, reason="exit")
         else:
-            log.warning("shutdown_forced", signal=signal.Signals(sig).name)
-            self.state.force.set()
+            log.warning(events.SHUTDOWN_FORCED, signal=name)
+            if self.pipeline is not None:
+                self.pipeline.force()
+        if self._wake is not None:
+            self._wake.set()
 
     def handle_reload(self) -> None:
         if self.log_sink is not None:
             self.log_sink.reopen()
-        if self.reload_requested is not None:
-            self.reload_requested.set()
+        self._reload_wanted = True
+        if self._wake is not None:
+            self._wake.set()
 
-    def _deadline_passed(self) -> None:
-        if not self.state.force.is_set():
-            log.warning("shutdown_timeout", timeout_s=self.config.daemon.shutdown_timeout_s)
-            self.state.force.set()
+    # -- generations -----------------------------------------------------------------------
+    def _next_generation(self) -> Pipeline:
+        assert self.reporter is not None
+        self.generations += 1
+        self.pipeline = Pipeline(self.config, self.state, generation=self.generations)
+        self.reporter.attach(self.pipeline)
+        return self.pipeline
 
-    # -- helpers ---------------------------------------------------------------------------
     async def _run_until_rebuild(self, running: asyncio.Task[None]) -> AppConfig | None:
-        """Wait for the pipeline to end (→ None) or for a reload that changes the pipeline
-        (→ the new config). Reloads that change nothing, or only daemon settings, are applied
-        here without touching the running pipeline; invalid ones are logged and ignored."""
-        assert self.reload_requested is not None and self.stop_requested is not None
+        """Wait for the generation to end (→ None), for an exit request (→ None: the
+        generation drains by itself) or for a reload whose plan rebuilds (→ the new config).
+        Reloads that change nothing, or only daemon settings, are applied here without
+        touching the running generation; invalid ones are logged and ignored."""
+        assert self._wake is not None
         while True:
-            reload_wait = asyncio.create_task(self.reload_requested.wait())
-            await asyncio.wait({running, reload_wait}, return_when=asyncio.FIRST_COMPLETED)
-            reload_wait.cancel()
-            if running.done() or self.stop_requested.is_set():
-                await self._drain(running)
+            if not (self.exit_requested or self._reload_wanted):
+                await until_done_or_set(running, self._wake)
+            self._wake.clear()
+            if running.done() or self.exit_requested:
                 return None
-            self.reload_requested.clear()
-            self.notifier.reloading()
-            try:
-                new_config = load_config(self.config.path)
-            except ConfigError as exc:
-                log.error(events.CONFIG_RELOAD_FAILED, errors=[str(i) for i in exc.issues])
-                self.notifier.ready()
+            self._reload_wanted = False
+            new_config = self._reread_config()
+            if new_config is None:
                 continue
-            changed = new_config.describe_changes(self.config)
-            if _needs_rebuild(new_config, self.config, changed):
+            plan = plan_reload(self.config, new_config)
+            if plan.rebuild:
                 return new_config
             old, self.config = self.config, new_config
             await self._apply_daemon_settings(old.daemon)
             log.info(
-                events.CONFIG_RELOADED, config=self.config.path, changed=changed, rebuilt=False
+                events.CONFIG_RELOADED,
+                config=self.config.path,
+                changed=list(plan.changed),
+                rebuilt=False,
             )
             self.notifier.ready()
 
-    async def _drain(self, running: asyncio.Task[None]) -> None:
-        """Wait for the pipeline to finish; after a forced stop, give it a bounded grace."""
-        force_wait = asyncio.create_task(self.state.force.wait())
-        await asyncio.wait({running, force_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if not running.done():
-            try:
-                async with asyncio.timeout(FORCED_EXIT_GRACE_S):
-                    await asyncio.shield(running)
-            except TimeoutError:
-                log.error("shutdown_abandoned", in_flight=self.state.counters.in_flight)
-                running.cancel()
-        force_wait.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running  # re-raises a pipeline error
+    def _reread_config(self) -> AppConfig | None:
+        self.notifier.reloading()
+        try:
+            return load_config(self.config.path)
+        except ConfigError as exc:
+            log.error(events.CONFIG_RELOAD_FAILED, errors=[str(i) for i in exc.issues])
+            self.notifier.ready()
+            return None
 
+    async def _switch_to(self, new_config: AppConfig) -> None:
+        """After the old generation drained: the new config becomes the running one."""
+        plan = plan_reload(self.config, new_config)
+        old, self.config = self.config, new_config
+        self.state.gauges.clear()  # the new generation's components publish their own
+        await self._apply_daemon_settings(old.daemon)
+        log.info(
+            events.CONFIG_RELOADED,
+            config=self.config.path,
+            changed=list(plan.changed),
+            rebuilt=True,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
     async def _ready_when_started(self, pipeline: Pipeline) -> None:
-        await pipeline.started.wait()
+        await pipeline.reached("running")
         self.notifier.ready()
         self._refresh_status()
 
@@ -261,6 +279,8 @@ class Daemon:
             self.state.dead_letter = DeadLetter(d.dead_letter)
         if (d.http, d.loop_stall_s) != (old.http, old.loop_stall_s):
             await self._start_watchdog_and_http()
+        if d.health_interval_s != old.health_interval_s:
+            self._interval_changed.set()
 
     def _refresh_status(self) -> None:
         if self.reporter is not None:
@@ -272,7 +292,13 @@ class Daemon:
         assert self.reporter is not None
         report = 0
         while True:
-            await asyncio.sleep(self.config.daemon.health_interval_s)
+            try:
+                async with asyncio.timeout(self.config.daemon.health_interval_s):
+                    await self._interval_changed.wait()
+                self._interval_changed.clear()  # a reload set a new interval: count from now
+                continue
+            except TimeoutError:
+                pass
             report += 1
             log.info(events.PIPELINE_HEALTH, report=report, **self.reporter.snapshot())
             self._refresh_status()

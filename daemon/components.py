@@ -1,48 +1,54 @@
-"""The three component kinds: the protocols they satisfy and the bases that register them.
+"""The three component kinds: the protocols they satisfy and the generic bases that register them.
 
-Write a component as one class:
+Write a component as one config dataclass and one class:
 
-    class Clamp(Stage, name="clamp"):
+    @dataclass(frozen=True)
+    class ClampConfig:
+        lo: Annotated[float, "lowest value kept"] = 0.0
+        hi: Annotated[float, "highest value kept"] = 1.0
+
+    class Clamp(Stage[ClampConfig], name="clamp"):
         '''Clamps values into [lo, hi].'''
-
-        @dataclass(frozen=True)
-        class Config:
-            lo: Annotated[float, "lowest value kept"] = 0.0
-            hi: Annotated[float, "highest value kept"] = 1.0
 
         async def process(self, batches):
             async for batch in batches:
                 batch.value = batch.value.clip(self.config.lo, self.config.hi)
                 yield batch
 
-The base gives `__init__(config, ctx)`, `open()` and `close()`; subclasses override what they need.
+`self.config` is a `ClampConfig` to the type checker; the registry takes the config class from
+the generic argument (a nested `class Config` works too). The base gives `__init__(config, ctx)`,
+`open()` and `close()`; subclasses override what they need. What a component can do beyond its
+protocol is declared as a class flag on the base (`Sink.wants_wire_bytes`), never sniffed.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin
+from typing import runtime_checkable as _runtime_checkable
 
 from daemon.batch import Batch
 from daemon.registry import REGISTRY, Kind
 from daemon.runtime import ComponentContext
 
+ConfigT = TypeVar("ConfigT")
 
-@runtime_checkable
+
+@_runtime_checkable
 class SourceProtocol(Protocol):
     def stream(self) -> AsyncIterator[Batch]:
-        """Yield batches until exhausted or until `ctx.state.stop` is set."""
+        """Yield batches until exhausted or until `ctx.stop` is set."""
         ...
 
 
-@runtime_checkable
+@_runtime_checkable
 class StageProtocol(Protocol):
     def process(self, batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
         """Transform a stream of batches; must pass every reading on or count it `filtered`."""
         ...
 
 
-@runtime_checkable
+@_runtime_checkable
 class SinkProtocol(Protocol):
     async def write(self, batch: Batch) -> None:
         """Deliver one batch durably or raise (SinkError subclasses say whether to retry)."""
@@ -60,7 +66,18 @@ def required(method: _F) -> _F:
     return method
 
 
-class Component:
+def _config_argument(cls: type) -> type | None:
+    """The config class named by `class X(Stage[XConfig])`, if the class says one."""
+    for base in getattr(cls, "__orig_bases__", ()):
+        origin = get_origin(base)
+        if isinstance(origin, type) and issubclass(origin, Component):
+            args = get_args(base)
+            if args and isinstance(args[0], type):
+                return args[0]
+    return None
+
+
+class Component(Generic[ConfigT]):
     kind: ClassVar[Kind]
     name: ClassVar[str]
     protocol: ClassVar[type[Any]]
@@ -68,12 +85,15 @@ class Component:
 
     def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        config = _config_argument(cls)
+        if config is not None and "Config" not in cls.__dict__:
+            cls.Config = config
         if name is not None:
             cls.name = name
             REGISTRY.add(cls.kind, name, cls, cls.protocol)
 
-    def __init__(self, config: Any, ctx: ComponentContext) -> None:
-        self.config = config
+    def __init__(self, config: ConfigT, ctx: ComponentContext) -> None:
+        self.config: ConfigT = config
         self.ctx = ctx
 
     async def open(self) -> None:
@@ -83,7 +103,7 @@ class Component:
         """Release resources. Called once, after the last batch."""
 
 
-class Source(Component):
+class Source(Component[ConfigT]):
     kind = "source"
     protocol = SourceProtocol
 
@@ -92,7 +112,7 @@ class Source(Component):
         raise NotImplementedError
 
 
-class Stage(Component):
+class Stage(Component[ConfigT]):
     kind = "stage"
     protocol = StageProtocol
 
@@ -109,9 +129,16 @@ class PermanentSinkError(SinkError):
     """The sink refuses these readings; no retry can fix it. They go to the dead-letter file."""
 
 
-class Sink(Component):
+class Sink(Component[ConfigT]):
     kind = "sink"
     protocol = SinkProtocol
+    # Capability: batches reach `write` with their JSON-lines bytes already encoded by the
+    # encoder child process (`daemon.wire.ahead`); an instance may turn it off by its config.
+    wants_wire_bytes: ClassVar[bool] = False
+
+    def uses_wire_bytes(self) -> bool:
+        """Whether this instance takes pre-encoded bytes (the class flag, unless configured off)."""
+        return self.wants_wire_bytes
 
     @required
     async def write(self, batch: Batch) -> None:

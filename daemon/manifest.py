@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import math
 from typing import Any
 
 from daemon.config.fields import field_infos
 from daemon.config.loader import SinkResilience
+from daemon.config.types import Secret
 from daemon.registry import REGISTRY
 
 
@@ -34,9 +37,19 @@ def manifest() -> list[dict[str, Any]]:
 
 
 def _plain(value: Any) -> Any:
+    """A default as JSON can hold it: a secret masked, tuples as lists, a table as its keys,
+    and a non-finite float as its name (JSON has no inf)."""
+    if isinstance(value, Secret) or (isinstance(value, float) and not math.isfinite(value)):
+        return str(value)
     if isinstance(value, int | float | str | bool) or value is None:
         return value
-    return {i.name: _plain(i.default) for i in field_infos(type(value))}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return str(value)
 
 
 def render_manifest(entries: list[dict[str, Any]]) -> str:

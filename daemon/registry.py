@@ -23,7 +23,8 @@ _BUILTIN_PACKAGES = ("daemon.sources", "daemon.stages", "daemon.sinks")
 
 
 class RegistryError(Exception):
-    """A component that cannot be registered: a name taken twice or a missing method."""
+    """A component that cannot be registered: a name taken twice, a missing method, or a `Config`
+    field type the config layer cannot fill from TOML (found at import, not at a user's load)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,12 @@ class Registry:
         config = getattr(cls, "Config", None)
         if config is None or not dataclasses.is_dataclass(config):
             raise RegistryError(f"{kind} {name!r} needs a dataclass `Config`")
+        from daemon.config.schema import check_config_type  # noqa: PLC0415 - import cycle
+
+        try:
+            check_config_type(config)
+        except TypeError as exc:
+            raise RegistryError(f"{kind} {name!r} ({cls.__qualname__}): {exc}") from None
         self._entries[key] = Entry(kind, name, cls)
 
     def get(self, kind: Kind, name: str) -> Entry | None:

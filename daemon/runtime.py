@@ -1,20 +1,27 @@
-"""What every component gets besides its config: the shared, explicit run state.
+"""What a component gets besides its config: a narrow `ComponentContext`.
 
-One `RunState` lives for the whole process (counters, dead-letter file, state carried across
-reloads, the stop/force flags); each component gets a `ComponentContext` naming it. Nothing here
-needs a running event loop to build, so tests can construct components freely.
+Two lifetimes meet here. One `RunState` lives for the whole process (counters, the dead-letter
+file, state carried across reloads, gauges, the latency histogram); the supervisor owns it. Each
+pipeline generation owns a `Lifetime`: its stop and force tokens, set by the supervisor and by
+the generation's own shutdown deadlines. A component sees neither whole: its context exposes
+what it may touch (its logger, its gauges, its carried state, the stop/force tokens, counting
+and dead-lettering its own rejects), so a plugin cannot reach into the run.
+
+Nothing here needs a running event loop to build, so tests and tools construct components freely.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from daemon.counters import Counters
-from daemon.deadletter import DeadLetter
+from daemon.deadletter import DeadLetter, DeadLetterEntry
+from daemon.registry import Kind
 
 if TYPE_CHECKING:
     from daemon.observability.latency import LatencyHistogram
@@ -29,13 +36,13 @@ def _latency_histogram() -> LatencyHistogram:
 
 @dataclass
 class RunState:
+    """The process's state, which outlives every pipeline generation."""
+
     counters: Counters
     dead_letter: DeadLetter
     # State that outlives a pipeline rebuild on reload, keyed by component label (e.g. a
     # simulated sensor's next seq, so `(sensor_id, seq)` never repeats within a run).
     carry: dict[str, Any] = field(default_factory=dict)
-    stop: asyncio.Event = field(default_factory=asyncio.Event)  # sources: stop reading
-    force: asyncio.Event = field(default_factory=asyncio.Event)  # everyone: spool and exit now
     # Per-component gauges that the health report reads (queue depths, breaker states, ...).
     gauges: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Ages of readings when every sink acknowledged them (the end-to-end latency), whole run.
@@ -45,38 +52,84 @@ class RunState:
     def fresh(cls, dead_letter_path: str) -> RunState:
         return cls(counters=Counters(), dead_letter=DeadLetter(dead_letter_path))
 
-    def reset_flags(self) -> None:
-        """New flags for a rebuilt pipeline (after a reload drained the old one)."""
-        self.stop = asyncio.Event()
-        self.force = asyncio.Event()
+
+class Token:
+    """A one-way flag that a component may watch (`is_set`, `wait`) but not set."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self, event: asyncio.Event) -> None:
+        self._event = event
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
 
 
 @dataclass
+class Lifetime:
+    """One generation's tokens. `stop`: sources stop reading, everything read drains through.
+    `force`: nothing more is attempted; in-flight data is spooled and the generation ends now."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    force: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class ComponentContext:
-    """A component's view of the run: its label (`stages[2]`) and the shared state."""
+    """A component's view of the run, named by its label (`stages[2]`)."""
 
-    label: str
-    state: RunState
+    def __init__(self, label: str, kind: Kind, state: RunState, lifetime: Lifetime) -> None:
+        self.label = label
+        self.kind = kind
+        self.log: Any = structlog.get_logger(label)
+        self.stop = Token(lifetime.stop)  # sources: stop reading, let what was read drain
+        self.force = Token(lifetime.force)  # everyone: give up now, in-flight data is spooled
+        self._state = state
 
-    @property
-    def counters(self) -> Counters:
-        return self.state.counters
-
-    @property
-    def log(self) -> Any:
-        return structlog.get_logger(self.label)
+    @classmethod
+    def standalone(
+        cls, label: str = "standalone", kind: Kind = "stage", dead_letter: str = "/dev/null"
+    ) -> ComponentContext:
+        """A context outside a daemon run: a benchmark, a tool or a test driving one component."""
+        return cls(label, kind, RunState.fresh(dead_letter), Lifetime())
 
     @property
     def carry(self) -> dict[str, Any]:
-        mine: dict[str, Any] = self.state.carry.setdefault(self.label, {})
+        """State of this component that survives a pipeline rebuild on reload."""
+        mine: dict[str, Any] = self._state.carry.setdefault(self.label, {})
         return mine
 
     def gauge(self) -> dict[str, Any]:
-        gauges: dict[str, Any] = self.state.gauges.setdefault(self.label, {})
+        """This component's gauges, read by the health report, `/metrics` and `STATUS=`."""
+        gauges: dict[str, Any] = self._state.gauges.setdefault(self.label, {})
         return gauges
 
-    @classmethod
-    def for_test(
-        cls, label: str = "test", dead_letter_path: str = "dead-letter.jsonl"
-    ) -> ComponentContext:
-        return cls(label=label, state=RunState.fresh(dead_letter_path))
+    def count_filtered(self, readings: int) -> None:
+        """Readings a stage dropped on purpose."""
+        self._state.counters.filtered += readings
+
+    def count_read_failures(self, reads: int = 1) -> None:
+        """Failed reads that produced no reading at all (not in `read`)."""
+        self._state.counters.read_failures += reads
+
+    def count_derived(self, records: int) -> None:
+        """Derived records (features, alerts) a stage emitted; they are not readings."""
+        self._state.counters.features += records
+
+    def reject(self, rejects: Iterable[tuple[str, Any, dict[str, Any] | None]]) -> int:
+        """Dead-letter `(reason, raw, extra)` items with this component's label, written (and
+        fsynced) together, and count them `rejected`. A source's rejects are bad input that was
+        read, so they count `read` too; a stage's were already read. Returns how many."""
+        entries = [
+            DeadLetterEntry(reason, self.label, raw, extra or {}) for reason, raw, extra in rejects
+        ]
+        if not entries:
+            return 0
+        self._state.dead_letter.write_all(entries)
+        counters = self._state.counters
+        if self.kind == "source":
+            counters.read += len(entries)
+        counters.rejected += len(entries)
+        return len(entries)

@@ -38,6 +38,12 @@ class DaemonConfig:
     queue_batches: Annotated[
         int, Range(ge=1, le=100_000), "batches buffered between sources and stages"
     ] = 64
+    reload_timeout_s: Annotated[
+        float,
+        Range(gt=0),
+        "drain deadline of the old pipeline on a reload that rebuilds it, before its in-flight"
+        " data is spooled",
+    ] = 20.0
     loop_stall_s: Annotated[
         float, Range(gt=0), "event-loop lag that counts as stalled (watchdog stops feeding)"
     ] = 5.0
@@ -93,22 +99,6 @@ class AppConfig:
     sinks: tuple[ComponentSpec, ...]
     path: str = ""
 
-    def describe_changes(self, other: AppConfig) -> list[str]:
-        """Top-level keys (`daemon`, `sources[0]`, ...) whose values differ from `other`."""
-        changed = [] if self.daemon == other.daemon else ["daemon"]
-        for section in ("sources", "stages", "sinks"):
-            mine, theirs = getattr(self, section), getattr(other, section)
-            for i in range(max(len(mine), len(theirs))):
-                a = mine[i] if i < len(mine) else None
-                b = theirs[i] if i < len(theirs) else None
-                if (
-                    a is None
-                    or b is None
-                    or (a.name, a.config, a.resilience) != (b.name, b.config, b.resilience)
-                ):
-                    changed.append(f"{section}[{i}]")
-        return changed
-
 
 def load_config(path: str | Path) -> AppConfig:
     """Read and validate `path`; raise ConfigError naming every bad key."""
@@ -123,10 +113,13 @@ def load_config(path: str | Path) -> AppConfig:
 
 
 def parse_config(text: str, source: str = "<string>") -> AppConfig:
+    """Validate TOML `text`; whatever it holds, the only exception is ConfigError."""
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer past int()'s 4300-digit limit
         raise ConfigError([ConfigIssue(source, f"invalid TOML: {exc}")]) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError([ConfigIssue(source, "invalid TOML: nested too deeply")]) from None
     issues: list[ConfigIssue] = []
     known = {"daemon", "sources", "stages", "sinks"}
     for key in raw:

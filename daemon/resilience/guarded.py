@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 from daemon.batch import Batch
 from daemon.components import PermanentSinkError, Sink, SinkError
@@ -42,7 +42,7 @@ from daemon.resilience.breaker import (
 from daemon.resilience.codec import encode_batch
 from daemon.resilience.retry import retry_call
 from daemon.resilience.spool import Spool, SpooledBatch
-from daemon.runtime import ComponentContext
+from daemon.runtime import Lifetime, RunState
 
 _CARRY_KEY = "resilience.spool_own_from"  # RunState.carry entry: {spool dir: first own segment}
 
@@ -71,15 +71,19 @@ class _ReplayRun:
 class GuardedSink:
     def __init__(
         self,
-        sink: Sink,
+        sink: Sink[Any],
         resilience: SinkResilience,
-        ctx: ComponentContext,
+        state: RunState,
+        lifetime: Lifetime,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.sink = sink
-        self.ctx = ctx
+        self.label: str = sink.ctx.label
+        self.log = sink.ctx.log
+        self._state = state
+        self._force = lifetime.force
         self._retry = resilience.retry
         self._sleep = sleep
         self._clock = clock
@@ -91,13 +95,13 @@ class GuardedSink:
         )
         self._guard = AsyncCircuitBreaker(self._breaker)
         self._spool_dir = resilience.spool_dir
-        own = ctx.state.carry.setdefault(_CARRY_KEY, {})
+        own = state.carry.setdefault(_CARRY_KEY, {})
         self._spool = Spool(
             resilience.spool_dir,
             segment_bytes=resilience.spool_segment_bytes,
-            counters=ctx.counters,
-            log=ctx.log,
-            label=ctx.label,
+            counters=state.counters,
+            log=self.log,
+            label=self.label,
             own_from=own.get(resilience.spool_dir),
         )
         self._lock = asyncio.Lock()
@@ -121,25 +125,30 @@ class GuardedSink:
         try:
             await self.sink.open()
         except SinkError as exc:
-            self.ctx.log.warning(
-                events.SINK_WRITE_FAILED, sink=self.ctx.label, error=repr(exc), during="open"
+            self.log.warning(
+                events.SINK_WRITE_FAILED, sink=self.label, error=repr(exc), during="open"
             )
         await asyncio.to_thread(self._spool.open)
-        self.ctx.state.carry[_CARRY_KEY][self._spool_dir] = self._spool.own_from
+        self._state.carry[_CARRY_KEY][self._spool_dir] = self._spool.own_from
         self._publish()
         async with self._lock:
             if self._spool.pending_bytes:
                 await self._replay()
 
-    async def close(self) -> None:
-        """Flush the sink, seal the spool, close both. Pending batches stay spooled."""
+    async def flush(self) -> None:
+        """Make what the sink acknowledged durable (the shutdown's flush phase); a failure is
+        logged, not raised: what it held was counted written and the sink said so."""
         async with self._lock:
             try:
                 await self.sink.flush()
             except SinkError as exc:
-                self.ctx.log.warning(
-                    events.SINK_WRITE_FAILED, sink=self.ctx.label, error=repr(exc), during="close"
+                self.log.warning(
+                    events.SINK_WRITE_FAILED, sink=self.label, error=repr(exc), during="flush"
                 )
+
+    async def close(self) -> None:
+        """Seal the spool, close it and the sink. Pending batches stay spooled."""
+        async with self._lock:
             try:
                 await asyncio.to_thread(self._spool.close)
             finally:
@@ -151,7 +160,7 @@ class GuardedSink:
     async def deliver(self, batch: Batch) -> Delivery:
         """Write, spool or reject `batch`; never raises SinkError."""
         async with self._lock:
-            if self.ctx.state.force.is_set():
+            if self._force.is_set():
                 return await self._park(batch)
             if self._spool.pending_bytes and not await self._replay():
                 return await self._park(batch)
@@ -162,9 +171,9 @@ class GuardedSink:
             except PermanentSinkError as exc:
                 return Delivery("rejected", _reason(exc))
             except SinkError as exc:
-                self.ctx.log.warning(
+                self.log.warning(
                     events.SINK_WRITE_FAILED,
-                    sink=self.ctx.label,
+                    sink=self.label,
                     error=repr(exc),
                     attempts=self._retry.attempts,
                 )
@@ -177,7 +186,7 @@ class GuardedSink:
         async with self._lock:
             if not self._spool.pending_bytes:
                 return True
-            if self.ctx.state.force.is_set():
+            if self._force.is_set():
                 return False
             return await self._replay()
 
@@ -216,7 +225,7 @@ class GuardedSink:
         runs = {True: _ReplayRun(), False: _ReplayRun()}
         try:
             while (item := self._spool.peek()) is not None:
-                if self.ctx.state.force.is_set():
+                if self._force.is_set():
                     return False
                 run = runs[item.inherited]
                 rejected = False
@@ -229,8 +238,8 @@ class GuardedSink:
                     rejected = True
                     run.rejected += item.readings
                 except SinkError as exc:
-                    self.ctx.log.warning(
-                        events.SINK_WRITE_FAILED, sink=self.ctx.label, error=repr(exc), replay=True
+                    self.log.warning(
+                        events.SINK_WRITE_FAILED, sink=self.label, error=repr(exc), replay=True
                     )
                     return False
                 else:
@@ -249,7 +258,7 @@ class GuardedSink:
         Inherited (an earlier run spooled it): it enters this run now — `replayed` — and leaves
         as `written` or `rejected`. Spooled in this run: it was counted `spooled` already; a
         delivery adds `unspooled`, a refusal nothing."""
-        counters = self.ctx.counters
+        counters = self._state.counters
         n = item.readings
         if item.inherited:
             counters.replayed += n
@@ -261,16 +270,16 @@ class GuardedSink:
             counters.unspooled += n
 
     def _dead_letter(self, item: SpooledBatch, reason: str) -> None:
-        self.ctx.state.dead_letter.write_all(
-            DeadLetterEntry(reason, self.ctx.label, record) for record in item.batch.to_records()
+        self._state.dead_letter.write_all(
+            DeadLetterEntry(reason, self.label, record) for record in item.batch.to_records()
         )
 
     def _report(self, runs: dict[bool, _ReplayRun]) -> None:
         for inherited, run in runs.items():
             if run.batches or run.rejected:
-                self.ctx.log.info(
+                self.log.info(
                     events.SPOOL_REPLAYED,
-                    sink=self.ctx.label,
+                    sink=self.label,
                     batches=run.batches,
                     readings=run.readings,
                     rejected=run.rejected,
@@ -282,12 +291,12 @@ class GuardedSink:
             self._unavailable_since = self._clock()
         elif to == "closed":
             self._unavailable_since = None
-        log = self.ctx.log.warning if to == "open" else self.ctx.log.info
-        log(events.BREAKER_STATE_CHANGED, sink=self.ctx.label, **{"from": frm, "to": to})
+        log = self.log.warning if to == "open" else self.log.info
+        log(events.BREAKER_STATE_CHANGED, sink=self.label, **{"from": frm, "to": to})
         self._publish()
 
     def _publish(self) -> None:
-        gauge = self.ctx.gauge()
+        gauge = self.sink.ctx.gauge()
         gauge["breaker"] = self._breaker.state
         gauge["spool_pending"] = self._spool.pending_readings
         gauge["spool_batches"] = self._spool.pending_batches

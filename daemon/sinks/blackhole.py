@@ -46,27 +46,29 @@ class TokenBucket:
         return -self._tokens / self.rate if self._tokens < 0 else 0.0
 
 
-class BlackholeSink(Sink, name="blackhole"):
-    """Discards readings after counting them; `max_per_s` > 0 paces acknowledgements."""
+@dataclass(frozen=True)
+class BlackholeConfig:
+    """The `blackhole` sink's keys."""
 
-    @dataclass(frozen=True)
-    class Config:
-        max_per_s: Annotated[
-            float, Range(ge=0), "readings acknowledged per second at most (0: unthrottled)"
-        ] = 0.0
-        burst_s: Annotated[
-            float, Range(gt=0, le=60), "seconds' worth of readings acknowledged at once"
-        ] = 0.1
+    max_per_s: Annotated[
+        float, Range(ge=0), "readings acknowledged per second at most (0: unthrottled)"
+    ] = 0.0
+    burst_s: Annotated[
+        float, Range(gt=0, le=60), "seconds' worth of readings acknowledged at once"
+    ] = 0.1
+
+
+class BlackholeSink(Sink[BlackholeConfig], name="blackhole"):
+    """Discards readings after counting them; `max_per_s` > 0 paces acknowledgements."""
 
     def __init__(
         self,
-        config: Config,
+        config: BlackholeConfig,
         ctx: ComponentContext,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(config, ctx)
-        self.config: BlackholeSink.Config = config
         rate = config.max_per_s
         self._bucket = TokenBucket(rate, rate * config.burst_s, clock) if rate > 0 else None
         self._gauge = ctx.gauge()

@@ -20,16 +20,18 @@ from daemon.runtime import ComponentContext
 from daemon.wire.encode import encode_for_sink
 
 
-class ConsoleSink(Sink, name="console"):
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The `console` sink's keys."""
+
+    stream: Annotated[Literal["stdout", "stderr"], "where the lines go"] = "stdout"
+
+
+class ConsoleSink(Sink[ConsoleConfig], name="console"):
     """Prints readings as JSON lines to stdout or stderr (which may also carry the logs)."""
 
-    @dataclass(frozen=True)
-    class Config:
-        stream: Annotated[Literal["stdout", "stderr"], "where the lines go"] = "stdout"
-
-    def __init__(self, config: Config, ctx: ComponentContext) -> None:
+    def __init__(self, config: ConsoleConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)
-        self.config: ConsoleSink.Config = config
 
     async def write(self, batch: Batch) -> None:
         data = encode_for_sink(batch)

@@ -18,19 +18,21 @@ from daemon.stages.windows.grouping import carried, round6, runs_of
 from daemon.stages.windows.sliding import SUM, SlidingWindows
 
 
-class MovingAverage(Stage, name="moving_average"):
+@dataclass(frozen=True)
+class MovingAverageConfig:
+    """The `moving_average` stage's keys."""
+
+    window: Annotated[
+        int, Range(ge=1, le=100_000), "readings per sensor (the current one included) averaged"
+    ] = 10
+
+
+class MovingAverage(Stage[MovingAverageConfig], name="moving_average"):
     """Adds `moving_avg` = the mean of the sensor's last `window` values (current included),
     rounded to 6 decimal places."""
 
-    @dataclass(frozen=True)
-    class Config:
-        window: Annotated[
-            int, Range(ge=1, le=100_000), "readings per sensor (the current one included) averaged"
-        ] = 10
-
-    def __init__(self, config: Config, ctx: ComponentContext) -> None:
+    def __init__(self, config: MovingAverageConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)
-        self.config: MovingAverage.Config = config
         self.windows = carried(
             ctx.carry,
             "moving_average.windows",

@@ -21,21 +21,23 @@ from daemon.stages.windows.grouping import carried, round6, runs_of
 from daemon.stages.windows.sliding import MAX, MIN, SlidingWindows
 
 
-class Normalize(Stage, name="normalize"):
+@dataclass(frozen=True)
+class NormalizeConfig:
+    """The `normalize` stage's keys."""
+
+    window: Annotated[
+        int,
+        Range(ge=1, le=100_000),
+        "readings per sensor (the current one included) that set min and max",
+    ] = 50
+
+
+class Normalize(Stage[NormalizeConfig], name="normalize"):
     """Adds `normalized` = (v - min) / (max - min) over the sensor's last `window` values (0.0
     when max == min), rounded to 6 decimal places."""
 
-    @dataclass(frozen=True)
-    class Config:
-        window: Annotated[
-            int,
-            Range(ge=1, le=100_000),
-            "readings per sensor (the current one included) that set min and max",
-        ] = 50
-
-    def __init__(self, config: Config, ctx: ComponentContext) -> None:
+    def __init__(self, config: NormalizeConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)
-        self.config: Normalize.Config = config
         self.windows = carried(
             ctx.carry,
             "normalize.windows",

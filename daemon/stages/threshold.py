@@ -11,32 +11,29 @@ import numpy as np
 
 from daemon.batch import Batch
 from daemon.components import Stage
-from daemon.runtime import ComponentContext
 
 
-class ThresholdFilter(Stage, name="threshold_filter"):
+@dataclass(frozen=True)
+class ThresholdFilterConfig:
+    """The `threshold_filter` stage's keys."""
+
+    min: Annotated[float, "lowest value kept (inclusive); -inf for no lower bound"]
+    max: Annotated[float, "highest value kept (inclusive); inf for no upper bound"]
+
+    def check(self) -> list[tuple[str, str]]:
+        for key, value in (("min", self.min), ("max", self.max)):
+            if math.isnan(value):
+                return [(key, f"must be a number, got {value}")]
+        if self.min >= self.max:
+            return [("min", f"must be < max ({self.max}), got {self.min}")]
+        return []
+
+
+class ThresholdFilter(Stage[ThresholdFilterConfig], name="threshold_filter"):
     """Keeps readings with min <= value <= max; the rest are dropped and counted `filtered`."""
-
-    @dataclass(frozen=True)
-    class Config:
-        min: Annotated[float, "lowest value kept (inclusive); -inf for no lower bound"]
-        max: Annotated[float, "highest value kept (inclusive); inf for no upper bound"]
-
-        def check(self) -> list[tuple[str, str]]:
-            for key, value in (("min", self.min), ("max", self.max)):
-                if math.isnan(value):
-                    return [(key, f"must be a number, got {value}")]
-            if self.min >= self.max:
-                return [("min", f"must be < max ({self.max}), got {self.min}")]
-            return []
-
-    def __init__(self, config: Config, ctx: ComponentContext) -> None:
-        super().__init__(config, ctx)
-        self.config: ThresholdFilter.Config = config
 
     async def process(self, batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
         lo, hi = self.config.min, self.config.max
-        counters = self.ctx.counters
         async for batch in batches:
             value = batch.value
             keep = (value >= lo) & (value <= hi)  # NaN compares false: dropped too
@@ -46,6 +43,6 @@ class ThresholdFilter(Stage, name="threshold_filter"):
                 if kept or batch.derived:
                     yield batch
                 continue
-            counters.filtered += dropped
+            self.ctx.count_filtered(dropped)
             if kept or batch.derived:
                 yield batch.select(keep)

@@ -8,29 +8,25 @@ from typing import Any
 from daemon.components import Sink, Source, Stage
 from daemon.config import AppConfig, ComponentSpec
 from daemon.resilience import GuardedSink
-from daemon.runtime import ComponentContext, RunState
+from daemon.runtime import ComponentContext, Lifetime, RunState
 
 
 @dataclass
 class Components:
-    sources: list[Source]
-    stages: list[Stage]
+    sources: list[Source[Any]]
+    stages: list[Stage[Any]]
     sinks: list[GuardedSink]
 
 
-def _make(spec: ComponentSpec, state: RunState) -> Any:
-    return spec.cls(spec.config, ComponentContext(label=spec.label, state=state))
+def build_components(config: AppConfig, state: RunState, lifetime: Lifetime) -> Components:
+    """Instantiate every component of one generation. Nothing is opened, no loop is needed."""
 
+    def make(spec: ComponentSpec) -> Any:
+        return spec.cls(spec.config, ComponentContext(spec.label, spec.kind, state, lifetime))
 
-def build_components(config: AppConfig, state: RunState) -> Components:
-    """Instantiate every component. Nothing is opened and no loop is needed yet."""
-    sources: list[Source] = [_make(s, state) for s in config.sources]
-    stages: list[Stage] = [_make(s, state) for s in config.stages]
     sinks: list[GuardedSink] = []
     for spec in config.sinks:
-        sink: Sink = _make(spec, state)
+        sink: Sink[Any] = make(spec)
         assert spec.resilience is not None  # the loader fills it for every sink
-        sinks.append(
-            GuardedSink(sink, spec.resilience, ComponentContext(label=spec.label, state=state))
-        )
-    return Components(sources, stages, sinks)
+        sinks.append(GuardedSink(sink, spec.resilience, state, lifetime))
+    return Components([make(s) for s in config.sources], [make(s) for s in config.stages], sinks)

@@ -36,9 +36,7 @@ class FanOut:
         rejected = [r for r in results if r.outcome == "rejected"]
         if rejected:
             reason = rejected[0].reason or "rejected by sink"
-            labels = [
-                s.ctx.label for s, r in zip(self.sinks, results, strict=True) if r is rejected[0]
-            ]
+            labels = [s.label for s, r in zip(self.sinks, results, strict=True) if r is rejected[0]]
             self.state.dead_letter.write_all(
                 DeadLetterEntry(reason, labels[0], record) for record in batch.to_records()
             )

@@ -1,12 +1,20 @@
-"""One pipeline run: sources → bounded queue → stage chain → fan-out to guarded sinks.
+"""One pipeline generation: built from one config, it owns its life from start-up to closed.
 
-Every arrow is bounded: sources block on the queue when the stages are slow, the stages are
-async generators pulled by the sink loop, and the sink loop awaits every delivery. Memory is
-bounded by `queue_batches` plus what each stage holds, never by the stream's length.
+The supervisor (`daemon.app`) asks, the generation does: `request_stop(timeout_s, reason)`
+begins a drain with a deadline, `force()` gives up at once. A generation's own `Lifetime` holds
+the stop and force tokens its components watch, so a reload's next generation starts with fresh
+ones and an exit request can never be lost between two generations. Shutdown runs in named
+phases, each one `shutdown_phase` event with its duration:
 
-The run ends when every source is exhausted or `state.stop` was set and everything already read
-has gone through the stages into the sinks (the drain). With `state.force` set, the guarded
-sinks spool instead of writing, so the drain finishes at disk speed.
+  stop_sources   the sources end (they watch `stop`); what they read is queued
+  drain_stages   everything queued goes through the stages into the sinks
+  flush_sinks    every sink makes what it acknowledged durable
+  close          pools, child processes, files and connections are released
+
+When the drain deadline passes, `force` is set: sources end at once and the guarded sinks spool
+instead of writing, so the drain finishes at disk speed. Whatever still runs `FORCED_GRACE_S`
+after force is cancelled (`shutdown_abandoned`, with what was in flight). A force during
+start-up cancels the opening (a broker that never answers cannot hold the daemon).
 """
 
 from __future__ import annotations
@@ -14,168 +22,239 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
-from daemon.batch import Batch
-from daemon.components import Source, Stage
+import structlog
+
+from daemon.components import Component
 from daemon.config import AppConfig
+from daemon.observability import events
 from daemon.observability.health import StageStats
-from daemon.resilience import GuardedSink
-from daemon.runtime import RunState
+from daemon.runtime import Lifetime, RunState
 from daemon.topology.build import Components, build_components
 from daemon.topology.fanout import FanOut
-from daemon.topology.memory import freeze_long_lived, keep_freed_memory, thaw_long_lived
-from daemon.wire.ahead import EncodeAhead
+from daemon.topology.flow import (
+    BatchQueue,
+    chain,
+    encoder_ahead,
+    pump,
+    sink_loop,
+    until_done_or_set,
+)
+from daemon.topology.memory import keep_freed_memory, thaw_long_lived
 
+log = structlog.get_logger("pipeline")
+
+FORCED_GRACE_S = 5.0  # after force: how long spooling in-flight data and closing may take
 IDLE_REPLAY_S = 1.0
 
 
 class Pipeline:
-    def __init__(self, config: AppConfig, state: RunState) -> None:
+    def __init__(self, config: AppConfig, state: RunState, *, generation: int = 1) -> None:
         self.config = config
         self.state = state
-        self.components: Components = build_components(config, state)
+        self.generation = generation
+        self.lifetime = Lifetime()
+        self.components: Components = build_components(config, state, self.lifetime)
         self.fanout = FanOut(self.components.sinks, state)
         self.stage_stats: dict[str, StageStats] = {
             stage.ctx.label: StageStats() for stage in self.components.stages
         }
-        self.queue: asyncio.Queue[Batch | None] | None = None
-        self.started = asyncio.Event()
+        self.queue: BatchQueue | None = None
+        self.phase = "created"
+        self.reason = "end_of_stream"  # why it stops: end_of_stream | exit | reload
+        self._entered: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._stop_deadline: float | None = None
+        self._stop_timer: asyncio.TimerHandle | None = None
+        self._grace_deadline: float | None = None
 
     @property
     def queue_depth(self) -> int:
         return self.queue.qsize() if self.queue is not None else 0
 
+    async def reached(self, phase: str) -> None:
+        """Wait until the generation has entered `phase` ("running" once data flows)."""
+        await self._entered[phase].wait()
+
+    # -- asked by the supervisor -----------------------------------------------------------
+    def request_stop(self, timeout_s: float, reason: str) -> None:
+        """Drain and end; force the rest if not done within `timeout_s`. A later request may
+        shorten the deadline (an exit during a reload's drain), never lengthen it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        if self._stop_deadline is None or deadline < self._stop_deadline:
+            if self._stop_timer is not None:
+                self._stop_timer.cancel()
+            self._stop_deadline = deadline
+            self._stop_timer = loop.call_at(deadline, self._deadline_passed, timeout_s)
+        if not self.lifetime.stop.is_set():
+            self.reason = reason
+            self.lifetime.stop.set()
+            log.info(
+                events.PIPELINE_STOPPING,
+                generation=self.generation,
+                reason=reason,
+                phase=self.phase,
+                timeout_s=timeout_s,
+            )
+
+    def force(self) -> None:
+        """Stop trying: sources end, sinks spool, and `FORCED_GRACE_S` later the rest is cut."""
+        if not self.lifetime.force.is_set():
+            self._grace_deadline = asyncio.get_running_loop().time() + FORCED_GRACE_S
+            self.lifetime.stop.set()
+            self.lifetime.force.set()
+
+    def _deadline_passed(self, timeout_s: float) -> None:
+        if not self.lifetime.force.is_set():
+            log.warning(
+                events.SHUTDOWN_TIMEOUT,
+                generation=self.generation,
+                phase=self.phase,
+                reason=self.reason,
+                timeout_s=timeout_s,
+            )
+            self.force()
+
+    # -- the life story --------------------------------------------------------------------
     async def run(self) -> None:
+        """Open, flow until the end of the stream or a stop, drain, flush, close. Raises what
+        a component raised, once everything before it was delivered and all is closed."""
         keep_freed_memory()  # before the first batch's temporaries (see memory.py)
-        comps = self.components
-        opened: list[Source | Stage] = []
+        opened: list[Component[Any]] = []
         try:
-            for sink in comps.sinks:
-                await sink.open()
-            for stage in comps.stages:
-                await stage.open()
-                opened.append(stage)
-            for source in comps.sources:
-                await source.open()
-                opened.append(source)
-            self.queue = asyncio.Queue(maxsize=self.config.daemon.queue_batches)
-            ahead = _encoder_ahead(comps.sinks)
+            # Stopped during start-up: nothing was read, so there is nothing to drain.
+            if await self._start(opened) and not self.lifetime.stop.is_set():
+                await self._flow()
+        finally:
             try:
-                await self._deliver_all(comps, self.queue, ahead)
+                await self._finish(opened)
             finally:
-                if ahead is not None:
-                    await ahead.close()
-        finally:
-            for component in reversed(opened):
-                await component.close()
-            for sink in comps.sinks:
-                await sink.close()
-            thaw_long_lived()
+                if self._stop_timer is not None:
+                    self._stop_timer.cancel()
+                thaw_long_lived()
 
-    async def _deliver_all(
-        self, comps: Components, queue: asyncio.Queue[Batch | None], ahead: EncodeAhead | None
-    ) -> None:
-        """Run the sources into the chain and the chain into the sinks until the end of the
-        stream; a source's error is raised once everything before it was delivered."""
-        pump = asyncio.create_task(self._pump(comps.sources, queue), name="sources")
+    async def _start(self, opened: list[Component[Any]]) -> bool:
+        """Open sinks, stages, sources in that order; False when a force cut the opening."""
+        self._enter("starting")
+        comps = self.components
+
+        async def open_all() -> None:
+            for guarded in comps.sinks:
+                await guarded.open()
+            for component in [*comps.stages, *comps.sources]:
+                await component.open()
+                opened.append(component)
+
+        return await self._until_forced(open_all(), "starting")
+
+    async def _flow(self) -> None:
+        comps = self.components
+        self.queue = asyncio.Queue(maxsize=self.config.daemon.queue_batches)
+        ahead = encoder_ahead(comps.sinks)
+        stream: AsyncIterator[Any] = chain(self.queue, comps.stages, self.stage_stats)
+        pumping = asyncio.create_task(
+            pump(comps.sources, self.queue, self.state.counters), name="sources"
+        )
+        delivering = asyncio.create_task(
+            sink_loop(ahead.stream(stream) if ahead else stream, self.fanout), name="sinks"
+        )
         replayer = asyncio.create_task(self._replay_when_idle(), name="idle-replay")
-        stream = self._chain(queue, comps.stages)
-        self.started.set()
+        self._enter("running")
         try:
-            await self._sink_loop(ahead.stream(stream) if ahead else stream)
-            await pump  # re-raises a source's error, if any
+            await until_done_or_set(pumping, self.lifetime.stop, delivering)
+            async with self._phase("stop_sources"):
+                await self._bounded(pumping)
+            async with self._phase("drain_stages"):
+                await self._bounded(delivering)
+            delivering.result()  # a stage's or a sink loop's error first: it ended the flow
+            pumping.result()  # then a source's, raised once all it read was delivered
         finally:
-            for task in (pump, replayer):
+            for task in (replayer, pumping, delivering):
                 task.cancel()
-            # both end here, whatever the pump raised (already raised above, if it was first)
-            await asyncio.gather(pump, replayer, return_exceptions=True)
+            await asyncio.gather(replayer, pumping, delivering, return_exceptions=True)
+            if ahead is not None:
+                await ahead.close()
 
-    async def _pump(self, sources: list[Source], queue: asyncio.Queue[Batch | None]) -> None:
-        counters = self.state.counters
+    async def _finish(self, opened: list[Component[Any]]) -> None:
+        sinks = self.components.sinks
+        async with self._phase("flush_sinks"):
+            for guarded in sinks:
+                await self._until_forced(guarded.flush(), "flush_sinks", grace=True)
+        async with self._phase("close"):
+            for component in reversed(opened):
+                await self._until_forced(component.close(), "close", grace=True)
+            for guarded in sinks:
+                await self._until_forced(guarded.close(), "close", grace=True)
 
-        async def drain(source: Source) -> None:
-            first = True
-            async for batch in source.stream():
-                if first:  # the source's tasks and state exist now: long-lived (memory.py)
-                    freeze_long_lived()
-                    first = False
-                counters.read += len(batch)
-                await queue.put(batch)
+    # -- bounded waiting -------------------------------------------------------------------
+    async def _bounded(self, task: asyncio.Task[None]) -> None:
+        """Wait for `task` to end (never raising its error); after a force, at most until
+        the grace deadline, then cancel it."""
+        await until_done_or_set(task, self.lifetime.force)
+        if task.done():
+            return
+        assert self._grace_deadline is not None  # set with force
+        loop = asyncio.get_running_loop()
+        await asyncio.wait({task}, timeout=max(0.0, self._grace_deadline - loop.time()))
+        if not task.done():
+            self._abandon(self.phase)
+            task.cancel()
+            await asyncio.wait({task})
 
+    async def _until_forced(
+        self, step: Coroutine[Any, Any, None], phase: str, *, grace: bool = False
+    ) -> bool:
+        """Run `step` unless a force cuts it (at once, or with `grace` at the grace deadline);
+        False when it was cut. Its own errors propagate."""
+        task = asyncio.create_task(step)
+        await self._bounded(task) if grace else await self._cut_by_force(task)
+        if task.cancelled():
+            if not grace:
+                self._abandon(phase)
+            return False
+        task.result()
+        return True
+
+    async def _cut_by_force(self, task: asyncio.Task[None]) -> None:
+        await until_done_or_set(task, self.lifetime.force)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+
+    def _abandon(self, phase: str) -> None:
+        log.error(
+            events.SHUTDOWN_ABANDONED,
+            generation=self.generation,
+            phase=phase,
+            in_flight=self.state.counters.in_flight,
+        )
+
+    # -- phases ----------------------------------------------------------------------------
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        self._entered[phase].set()
+
+    @contextlib.asynccontextmanager
+    async def _phase(self, phase: str) -> AsyncIterator[None]:
+        self._enter(phase)
+        began = time.perf_counter()
         try:
-            await asyncio.gather(*(drain(s) for s in sources))
+            yield
         finally:
-            await queue.put(None)  # end of stream: the stages drain and finish
-
-    def _chain(
-        self, queue: asyncio.Queue[Batch | None], stages: list[Stage]
-    ) -> AsyncIterator[Batch]:
-        stream: AsyncIterator[Batch] = _from_queue(queue)
-        for stage in stages:
-            stats = self.stage_stats[stage.ctx.label]
-            stream = _measured(stage, stream, stats)
-        return stream
-
-    async def _sink_loop(self, stream: AsyncIterator[Batch]) -> None:
-        """Deliver each batch while the stages prepare the next one. One delivery is in flight
-        at a time, so order, backpressure and every count are as if each were awaited in turn;
-        but a delivery that waits on another thread or process (the file write, the encoder
-        process) overlaps with the source's and the stages' work on the next batch."""
-        delivering: asyncio.Task[None] | None = None
-        try:
-            async for batch in stream:
-                if delivering is not None:
-                    await delivering
-                delivering = asyncio.create_task(self.fanout.deliver(batch))
-                # Let it run up to its first real wait (the write, the encoder process) now:
-                # pulling the next batch through the stages need not yield to the loop at all.
-                await asyncio.sleep(0)
-        finally:
-            if delivering is not None:
-                try:
-                    await asyncio.shield(delivering)  # a batch handed over is seen through
-                except asyncio.CancelledError:
-                    delivering.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await delivering
-                    raise
+            log.info(
+                events.SHUTDOWN_PHASE,
+                generation=self.generation,
+                phase=phase,
+                reason=self.reason,
+                duration_s=round(time.perf_counter() - began, 4),
+                forced=self.lifetime.force.is_set(),
+                in_flight=self.state.counters.in_flight,
+            )
 
     async def _replay_when_idle(self) -> None:
         while True:
             await asyncio.sleep(IDLE_REPLAY_S)
             await self.fanout.replay_idle()
-
-
-def _encoder_ahead(sinks: list[GuardedSink]) -> EncodeAhead | None:
-    """A child process encoding batches for the sinks that want it (see encode_ahead.py)."""
-    if not any(getattr(guarded.sink, "encode_ahead", False) for guarded in sinks):
-        return None
-    ahead = EncodeAhead()
-    ahead.start()
-    return ahead
-
-
-async def _from_queue(queue: asyncio.Queue[Batch | None]) -> AsyncIterator[Batch]:
-    while (batch := await queue.get()) is not None:
-        yield batch
-
-
-async def _measured(
-    stage: Stage, upstream: AsyncIterator[Batch], stats: StageStats
-) -> AsyncIterator[Batch]:
-    """Run `stage` over `upstream`, recording readings in/out and the time each batch spent
-    inside the stage (from being handed in to the stage yielding its result)."""
-    handed_in = [0.0]
-    count_in = [0]
-
-    async def counted() -> AsyncIterator[Batch]:
-        async for batch in upstream:
-            count_in[0] += len(batch)
-            handed_in[0] = time.perf_counter()
-            yield batch
-
-    async for out in stage.process(counted()):
-        stats.record(count_in[0], len(out), time.perf_counter() - handed_in[0])
-        count_in[0] = 0
-        yield out

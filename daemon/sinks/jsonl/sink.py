@@ -1,7 +1,7 @@
 """`jsonl`: readings appended to a file as JSON lines, rotated by size, fsynced by policy.
 
 Guarantees, and why they are cheap:
-- Batches arrive encoded by a child process when `encode_ahead` (see encode_ahead.py): the
+- Batches arrive encoded by a child process when `encode_ahead` (see daemon/wire/ahead.py): the
   second core encodes while the first runs the stages; this sink alone touches the file.
 - One `write` per batch of the whole encoded batch (aiofiles, unbuffered): when `write()`
   returns, the bytes are in the OS file, so a crash of the daemon loses nothing acknowledged.
@@ -49,42 +49,46 @@ from daemon.wire.encode import encode_for_sink
 FsyncPolicy = Literal["batch", "interval", "never"]
 
 
-class JsonlSink(Sink, name="jsonl"):
+@dataclass(frozen=True)
+class JsonlConfig:
+    """The `jsonl` sink's keys."""
+
+    path: Annotated[str, "file the lines are appended to; its directory is created"]
+    rotate_bytes: Annotated[
+        int, Range(ge=0), "rotate once the file exceeds this many bytes (0: never)"
+    ] = 256 * 1024 * 1024
+    fsync: Annotated[
+        FsyncPolicy,
+        "force lines to disk: every batch, at most every fsync_interval_s, or never",
+    ] = "interval"
+    fsync_interval_s: Annotated[
+        float,
+        Range(gt=0),
+        "with fsync = interval: fsync at the first write or flush this long after the last",
+    ] = 0.25
+    encode_ahead: Annotated[
+        bool, "encode batches in a child process ahead of the sink (the second core)"
+    ] = True
+
+    def check(self) -> list[tuple[str, str]]:
+        if not self.path.strip():
+            return [("path", "must not be empty")]
+        return []
+
+
+class JsonlSink(Sink[JsonlConfig], name="jsonl"):
     """Appends readings as JSON lines to a file, rotating it by size into `<path>.<n>`."""
 
-    @dataclass(frozen=True)
-    class Config:
-        path: Annotated[str, "file the lines are appended to; its directory is created"]
-        rotate_bytes: Annotated[
-            int, Range(ge=0), "rotate once the file exceeds this many bytes (0: never)"
-        ] = 256 * 1024 * 1024
-        fsync: Annotated[
-            FsyncPolicy,
-            "force lines to disk: every batch, at most every fsync_interval_s, or never",
-        ] = "interval"
-        fsync_interval_s: Annotated[
-            float,
-            Range(gt=0),
-            "with fsync = interval: fsync at the first write or flush this long after the last",
-        ] = 0.25
-        encode_ahead: Annotated[
-            bool, "encode batches in a child process ahead of the sink (the second core)"
-        ] = True
-
-        def check(self) -> list[tuple[str, str]]:
-            if not self.path.strip():
-                return [("path", "must not be empty")]
-            return []
+    wants_wire_bytes = True
 
     def __init__(
         self,
-        config: Config,
+        config: JsonlConfig,
         ctx: ComponentContext,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(config, ctx)
-        self.config: JsonlSink.Config = config
         self._path = Path(config.path)
         self._clock = clock
         self._file: AsyncFileIO | None = None
@@ -107,9 +111,8 @@ class JsonlSink(Sink, name="jsonl"):
         except SinkError as exc:
             self.ctx.log.warning(events.SINK_OPEN_FAILED, sink=self.ctx.label, error=str(exc))
 
-    @property
-    def encode_ahead(self) -> bool:
-        """Whether the pipeline should encode batches for this sink in a child process."""
+    def uses_wire_bytes(self) -> bool:
+        """Configurable: `encode_ahead = false` encodes in the event loop instead."""
         return self.config.encode_ahead
 
     async def write(self, batch: Batch) -> None:

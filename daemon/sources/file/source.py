@@ -22,8 +22,7 @@ from aiofiles.threadpool.binary import AsyncBufferedReader
 from daemon.batch import Batch
 from daemon.components import Source
 from daemon.config.fields import Range
-from daemon.deadletter import DeadLetterEntry
-from daemon.runtime import ComponentContext
+from daemon.runtime import ComponentContext, Token
 from daemon.sources.file.line_reader import LineReader, Lines
 from daemon.sources.file.parse import CsvParser, HeaderError, JsonlParser
 from daemon.sources.file.rows import Rejection, Rows, RowsParser
@@ -53,37 +52,38 @@ class ReplayPosition:
     rejected_through: int = 0  # the rejects of lines up to here are recorded
 
 
-class FileSource(Source, name="file"):
+@dataclass(frozen=True)
+class FileConfig:
+    """The `file` source's keys."""
+
+    path: Annotated[str, "the CSV or JSON-lines file to replay"]
+    format: Annotated[
+        Literal["auto", "csv", "jsonl"], "auto: by extension (.csv, .jsonl, .ndjson, .json)"
+    ] = "auto"
+    rate_hz: Annotated[
+        float, Range(ge=0), "readings per second; 0 = as fast as the pipeline takes them"
+    ] = 0.0
+    max_batch: Annotated[int, Range(ge=1, le=1_000_000), "readings per yielded batch"] = 4096
+    read_bytes: Annotated[
+        int, Range(ge=4096, le=256 * 1024 * 1024), "bytes read at a time (bounds memory)"
+    ] = 1024 * 1024
+    max_line_bytes: Annotated[
+        int, Range(ge=64, le=64 * 1024 * 1024), "longer lines are rejected unread"
+    ] = 64 * 1024
+
+    def check(self) -> list[tuple[str, str]]:
+        if not self.path:
+            return [("path", "must not be empty")]
+        if file_format(self.path, self.format) is None:
+            suffix = PurePath(self.path).suffix or "(none)"
+            return [("format", f"cannot tell from extension {suffix}; set csv or jsonl")]
+        return []
+
+
+class FileSource(Source[FileConfig], name="file"):
     """Replays readings from a CSV or JSON-lines file, optionally paced."""
 
-    @dataclass(frozen=True)
-    class Config:
-        path: Annotated[str, "the CSV or JSON-lines file to replay"]
-        format: Annotated[
-            Literal["auto", "csv", "jsonl"], "auto: by extension (.csv, .jsonl, .ndjson, .json)"
-        ] = "auto"
-        rate_hz: Annotated[
-            float, Range(ge=0), "readings per second; 0 = as fast as the pipeline takes them"
-        ] = 0.0
-        max_batch: Annotated[int, Range(ge=1, le=1_000_000), "readings per yielded batch"] = 4096
-        read_bytes: Annotated[
-            int, Range(ge=4096, le=256 * 1024 * 1024), "bytes read at a time (bounds memory)"
-        ] = 1024 * 1024
-        max_line_bytes: Annotated[
-            int, Range(ge=64, le=64 * 1024 * 1024), "longer lines are rejected unread"
-        ] = 64 * 1024
-
-        def check(self) -> list[tuple[str, str]]:
-            if not self.path:
-                return [("path", "must not be empty")]
-            if file_format(self.path, self.format) is None:
-                suffix = PurePath(self.path).suffix or "(none)"
-                return [("format", f"cannot tell from extension {suffix}; set csv or jsonl")]
-            return []
-
-    config: Config
-
-    def __init__(self, config: Config, ctx: ComponentContext) -> None:
+    def __init__(self, config: FileConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)
         self._fh: AsyncBufferedReader | None = None
         self._reader: LineReader | None = None
@@ -127,7 +127,7 @@ class FileSource(Source, name="file"):
         await self.open()
         assert self._reader is not None and self._parser is not None  # set by open()
         pos = self._position()
-        stop = self.ctx.state.stop
+        stop = self.ctx.stop
         rate = self.config.rate_hz
         step = self.config.max_batch
         if rate > 0:
@@ -150,7 +150,7 @@ class FileSource(Source, name="file"):
                         return
                 elif stop.is_set():
                     return
-                if self.ctx.state.force.is_set():
+                if self.ctx.force.is_set():
                     return
                 yield rows.batch(begin, end)
                 emitted += end - begin
@@ -178,16 +178,12 @@ class FileSource(Source, name="file"):
         else:
             rows = Rows.empty()  # replayed before a reload
         fresh = sorted((r for r in rejected if r.line > pos.rejected_through), key=lambda r: r.line)
-        self.ctx.state.dead_letter.write_all(
-            DeadLetterEntry(r.reason, self.ctx.label, r.raw, {"line": r.line}) for r in fresh
-        )
-        self.ctx.counters.read += len(fresh)
-        self.ctx.counters.rejected += len(fresh)
+        self.ctx.reject((r.reason, r.raw, {"line": r.line}) for r in fresh)
         pos.rejected_through = max(pos.rejected_through, last, *(r.line for r in rejected))
         return rows
 
 
-async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+async def _stopped_within(stop: Token, seconds: float) -> bool:
     """Wait up to `seconds` (pacing); True as soon as `stop` is set."""
     if seconds > 0:
         try:

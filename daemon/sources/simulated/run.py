@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from daemon.runtime import Token
 from daemon.sources.simulated.generate import Chunk
 from daemon.sources.simulated.metronome import Metronome
 
@@ -85,7 +86,7 @@ class SensorRun:
             for task in self.sensors:
                 task.cancel()
 
-    async def supervise(self, stop: asyncio.Event) -> None:
+    async def supervise(self, stop: Token) -> None:
         """End the run when every sensor has finished, one has failed, or `stop` is set; then
         queue END behind the chunks already queued."""
         gathered: asyncio.Future[Any] = asyncio.gather(*self.sensors)

@@ -52,52 +52,51 @@ _EARLY_S = 0.002
 _START_SLICE = 500  # sensor tasks started per turn of the loop
 
 
-class SimulatedSource(Source, name="simulated"):
+@dataclass(frozen=True)
+class SimulatedConfig:
+    """The `simulated` source's keys."""
+
+    sensors: Annotated[
+        int, Range(ge=1, le=1_000_000), "concurrent simulated sensors, one task each"
+    ] = 100
+    rate_hz: Annotated[
+        float, Range(gt=0), "readings per second per sensor; backpressure throttles any excess"
+    ] = 10.0
+    max_readings: Annotated[int, Range(ge=0, le=_MAX_SEQ), "readings per sensor; 0 = forever"] = 0
+    anomaly_rate: Annotated[float, Range(ge=0, le=1), "fraction of readings that spike"] = 0.05
+    fault_rate: Annotated[
+        float, Range(ge=0, le=1), "fraction of reads that fail (last-known-good is repeated)"
+    ] = 0.0
+    max_stale_s: Annotated[
+        float, Range(gt=0), "seconds without a good read before a sensor is reported down"
+    ] = 30.0
+    seed: Annotated[int, "seed of every sensor's values and faults"] = 42
+    decimals: Annotated[
+        int, Range(ge=0, le=6), "decimal places readings are reported to (their resolution)"
+    ] = 3
+    id_prefix: Annotated[str, "sensor ids are <prefix><index, 4+ digits>, e.g. S0007"] = "S"
+    max_batch: Annotated[int, Range(ge=1, le=1_000_000), "readings per yielded batch"] = 8192
+    max_latency_ms: Annotated[
+        float, Range(gt=0), "longest the first reading of a batch waits for more"
+    ] = 50.0
+    min_tick_s: Annotated[
+        float, Range(gt=0, le=60), "shortest interval between one sensor's ticks"
+    ] = 0.05
+    max_wakeups_hz: Annotated[
+        float, Range(gt=0), "sensor ticks per second, all sensors together (caps CPU)"
+    ] = 50_000.0
+    queue_batches: Annotated[
+        int, Range(ge=1, le=1000), "batches' worth of readings queued before sensors wait"
+    ] = 4
+
+    def tick_s(self) -> float:
+        return max(1.0 / self.rate_hz, self.min_tick_s, self.sensors / self.max_wakeups_hz)
+
+
+class SimulatedSource(Source[SimulatedConfig], name="simulated"):
     """Seeded simulated sensors with drift, noise, anomalies and read faults (one task each)."""
 
-    @dataclass(frozen=True)
-    class Config:
-        sensors: Annotated[
-            int, Range(ge=1, le=1_000_000), "concurrent simulated sensors, one task each"
-        ] = 100
-        rate_hz: Annotated[
-            float, Range(gt=0), "readings per second per sensor; backpressure throttles any excess"
-        ] = 10.0
-        max_readings: Annotated[
-            int, Range(ge=0, le=_MAX_SEQ), "readings per sensor; 0 = forever"
-        ] = 0
-        anomaly_rate: Annotated[float, Range(ge=0, le=1), "fraction of readings that spike"] = 0.05
-        fault_rate: Annotated[
-            float, Range(ge=0, le=1), "fraction of reads that fail (last-known-good is repeated)"
-        ] = 0.0
-        max_stale_s: Annotated[
-            float, Range(gt=0), "seconds without a good read before a sensor is reported down"
-        ] = 30.0
-        seed: Annotated[int, "seed of every sensor's values and faults"] = 42
-        decimals: Annotated[
-            int, Range(ge=0, le=6), "decimal places readings are reported to (their resolution)"
-        ] = 3
-        id_prefix: Annotated[str, "sensor ids are <prefix><index, 4+ digits>, e.g. S0007"] = "S"
-        max_batch: Annotated[int, Range(ge=1, le=1_000_000), "readings per yielded batch"] = 8192
-        max_latency_ms: Annotated[
-            float, Range(gt=0), "longest the first reading of a batch waits for more"
-        ] = 50.0
-        min_tick_s: Annotated[
-            float, Range(gt=0, le=60), "shortest interval between one sensor's ticks"
-        ] = 0.05
-        max_wakeups_hz: Annotated[
-            float, Range(gt=0), "sensor ticks per second, all sensors together (caps CPU)"
-        ] = 50_000.0
-        queue_batches: Annotated[
-            int, Range(ge=1, le=1000), "batches' worth of readings queued before sensors wait"
-        ] = 4
-
-        def tick_s(self) -> float:
-            return max(1.0 / self.rate_hz, self.min_tick_s, self.sensors / self.max_wakeups_hz)
-
-    config: Config
-
-    def __init__(self, config: Config, ctx: ComponentContext) -> None:
+    def __init__(self, config: SimulatedConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)
         self._model: SensorModel | None = None
         self._state = SensorState()
@@ -144,7 +143,7 @@ class SimulatedSource(Source, name="simulated"):
             run.origin, run.wall = loop.time(), time.time()
             helpers += [
                 asyncio.create_task(run.metronome.run(run.origin)),
-                asyncio.create_task(run.supervise(self.ctx.state.stop)),
+                asyncio.create_task(run.supervise(self.ctx.stop)),
             ]
             async for batch in self._batches(run, model):
                 yield batch
@@ -202,7 +201,7 @@ class SimulatedSource(Source, name="simulated"):
         if not model.failed_one(i, attempt):
             return False
         state.attempts[i] = attempt + 1
-        self.ctx.counters.read_failures += 1
+        self.ctx.count_read_failures()
         if math.isnan(state.first_fail_ts[i]):
             state.first_fail_ts[i] = ts
         stale_s = ts - float(state.first_fail_ts[i])
@@ -218,7 +217,7 @@ class SimulatedSource(Source, name="simulated"):
         latency_s = cfg.max_latency_ms / 1000.0
         leftover: list[Chunk] = []
         ended = False
-        stop, force = self.ctx.state.stop, self.ctx.state.force
+        stop, force = self.ctx.stop, self.ctx.force
         while not ended:
             if stop.is_set():
                 run.halt()  # now, not when the supervisor next runs: drain only what is queued

@@ -48,27 +48,29 @@ class _Job:
     attempts: int = 0  # pool submissions so far
 
 
-class Features(Stage, name="features"):
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """The `features` stage's keys."""
+
+    window: Annotated[
+        int, Range(ge=2, le=65_536), "readings per sensor in each tumbling window"
+    ] = 256
+    workers: Annotated[
+        int, Range(ge=0, le=64), "feature worker processes; 0 computes inline on the loop"
+    ] = 2
+    max_pending: Annotated[
+        int, Range(ge=1, le=1024), "batches in flight to the pool before the stage waits"
+    ] = 8
+
+
+class Features(Stage[FeaturesConfig], name="features"):
     """Per-sensor tumbling-window features as derived records, computed in a process pool.
 
     Each record: mean, std, min, max, slope, p95, dominant_hz, anomaly_score (see DESIGN.md).
     """
 
-    @dataclass(frozen=True)
-    class Config:
-        window: Annotated[
-            int, Range(ge=2, le=65_536), "readings per sensor in each tumbling window"
-        ] = 256
-        workers: Annotated[
-            int, Range(ge=0, le=64), "feature worker processes; 0 computes inline on the loop"
-        ] = 2
-        max_pending: Annotated[
-            int, Range(ge=1, le=1024), "batches in flight to the pool before the stage waits"
-        ] = 8
-
-    def __init__(self, config: Config, ctx: ComponentContext) -> None:
+    def __init__(self, config: FeaturesConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)
-        self.config: Features.Config = config
         self.windows = carried(
             ctx.carry,
             "features.windows",
@@ -93,13 +95,13 @@ class Features(Stage, name="features"):
 
     async def close(self) -> None:
         if self.pool is not None:
-            await self.pool.close(wait=not self.ctx.state.force.is_set())
+            await self.pool.close(wait=not self.ctx.force.is_set())
 
     async def process(self, batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
         """Read ahead while the pool computes; emit batches in input order as they are ready."""
         jobs: deque[_Job] = deque()
         reader = ReadAhead(aiter(batches))
-        force = self.ctx.state.force
+        force = self.ctx.force
         forced = asyncio.ensure_future(force.wait())
         try:
             while True:
@@ -139,7 +141,7 @@ class Features(Stage, name="features"):
         job = _Job(batch, completed)
         if len(job.done) == 0:
             return job
-        if self.pool is None or self.ctx.state.force.is_set():
+        if self.pool is None or self.ctx.force.is_set():
             self._inline(job)
         else:
             self._submit(job)
@@ -149,7 +151,7 @@ class Features(Stage, name="features"):
         """Submit to the pool: the first attempt, or the one retry on a replacement pool; after
         that (or if even the fresh pool is broken) compute inline."""
         assert self.pool is not None
-        while job.attempts < 2 and not self.ctx.state.force.is_set():
+        while job.attempts < 2 and not self.ctx.force.is_set():
             job.attempts += 1
             try:
                 job.executor, job.future = self.pool.submit(job.done.values, job.done.ts)
@@ -229,7 +231,7 @@ class Features(Stage, name="features"):
         if job.result is not None and len(job.done):
             records = self._records(job.done, job.result)
             batch.derived = [*batch.derived, *records]
-            self.ctx.counters.features += len(records)
+            self.ctx.count_derived(len(records))
         return batch if len(batch) or batch.derived else None
 
     def _records(self, done: Completed, result: FloatArray) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from daemon.observability.latency import (
     LatencyWindow,
 )
 from daemon.resilience import GuardedSink
-from daemon.runtime import ComponentContext, RunState
+from daemon.runtime import ComponentContext, Lifetime, RunState
 from daemon.sinks.blackhole import BlackholeSink
 from daemon.topology.fanout import FanOut
 
@@ -96,11 +96,13 @@ async def test_fanout_records_ages_of_acknowledged_readings_into_pipeline_health
     tmp_path: Path,
 ) -> None:
     state = RunState.fresh(str(tmp_path / "dead-letter.jsonl"))
-    ctx = ComponentContext(label="sinks[0]", state=state)
+    lifetime = Lifetime()
+    ctx = ComponentContext("sinks[0]", "sink", state, lifetime)
     guarded = GuardedSink(
         BlackholeSink(BlackholeSink.Config(), ctx),
         SinkResilience(spool_dir=str(tmp_path / "spool")),
-        ctx,
+        state,
+        lifetime,
     )
     reporter = HealthReporter(state)
     await guarded.open()

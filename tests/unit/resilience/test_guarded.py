@@ -17,7 +17,7 @@ from daemon.batch import Batch
 from daemon.components import PermanentSinkError, Sink, SinkError
 from daemon.config.loader import BreakerConfig, RetryConfig, SinkResilience
 from daemon.resilience import Delivery, GuardedSink
-from daemon.runtime import ComponentContext
+from tests.support import TestContext
 
 N = 4  # readings per test batch
 THRESHOLD = 2
@@ -25,12 +25,12 @@ ATTEMPTS = 3
 RESET_S = 5.0
 
 
-class MemorySink(Sink):
+class MemorySink(Sink[None]):
     """Keeps flushed batches in memory. `down` makes every write fail (retryable);
     `refuse` holds seqs it rejects permanently; `fail_after` lets that many more writes succeed
     before it goes down."""
 
-    def __init__(self, ctx: ComponentContext) -> None:
+    def __init__(self, ctx: TestContext) -> None:
         super().__init__(None, ctx)
         self.down = False
         self.refuse: set[int] = set()
@@ -83,8 +83,8 @@ class Clock:
 class Harness:
     """A guarded sink plus what the topology would do: count the outcome of new batches."""
 
-    def __init__(self, tmp_path: Path, ctx: ComponentContext | None = None) -> None:
-        self.ctx = ctx or ComponentContext.for_test("sinks[0]", str(tmp_path / "dead.jsonl"))
+    def __init__(self, tmp_path: Path, ctx: TestContext | None = None) -> None:
+        self.ctx: TestContext = ctx or TestContext("sinks[0]", str(tmp_path / "dead.jsonl"))
         self.sink = MemorySink(self.ctx)
         self.clock = Clock()
         self.sleeps: list[float] = []
@@ -94,7 +94,12 @@ class Harness:
             spool_dir=str(tmp_path / "spool"),
         )
         self.guarded = GuardedSink(
-            self.sink, resilience, self.ctx, clock=self.clock, sleep=self._sleep
+            self.sink,
+            resilience,
+            self.ctx.state,
+            self.ctx.lifetime,
+            clock=self.clock,
+            sleep=self._sleep,
         )
         self.next_seq = 0
 
@@ -315,7 +320,7 @@ async def test_restart_while_sink_is_still_down_keeps_order(tmp_path: Path) -> N
 async def test_force_flag_spools_without_trying_the_sink(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     await h.guarded.open()
-    h.ctx.state.force.set()
+    h.ctx.lifetime.force.set()
     assert await h.feed(2) == ["spooled", "spooled"]
     assert h.sink.attempts == 0
     assert not await h.guarded.maybe_replay()

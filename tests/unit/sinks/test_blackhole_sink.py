@@ -11,8 +11,8 @@ import pytest
 
 from daemon.batch import Batch
 from daemon.config import ConfigError, parse_config
-from daemon.runtime import ComponentContext
 from daemon.sinks.blackhole import BlackholeSink, TokenBucket
+from tests.support import TestContext
 
 
 def readings(n: int, first_seq: int = 0) -> Batch:
@@ -21,7 +21,7 @@ def readings(n: int, first_seq: int = 0) -> Batch:
 
 
 def sink(tmp_path: Path, max_per_s: float, burst_s: float = 0.1) -> BlackholeSink:
-    ctx = ComponentContext.for_test("sinks[0]", str(tmp_path / "dead-letter.jsonl"))
+    ctx = TestContext("sinks[0]", str(tmp_path / "dead-letter.jsonl"))
     return BlackholeSink(BlackholeSink.Config(max_per_s=max_per_s, burst_s=burst_s), ctx)
 
 

@@ -11,15 +11,15 @@ import pytest
 
 from daemon.batch import Batch
 from daemon.components import SinkError
-from daemon.runtime import ComponentContext
 from daemon.sinks.console import ConsoleSink
 from daemon.wire import encode_batch
+from tests.support import TestContext
 
 Stream = Literal["stdout", "stderr"]
 
 
 def make_sink(tmp_path: Path, stream: Stream = "stdout") -> ConsoleSink:
-    ctx = ComponentContext.for_test("sinks[1]", str(tmp_path / "dead-letter.jsonl"))
+    ctx = TestContext("sinks[1]", str(tmp_path / "dead-letter.jsonl"))
     return ConsoleSink(ConsoleSink.Config(stream=stream), ctx)
 
 

@@ -22,10 +22,10 @@ from daemon.batch import Batch
 from daemon.components import PermanentSinkError, SinkError
 from daemon.config.fields import ConfigIssue, build
 from daemon.observability.events import SINK_OPEN_FAILED, SINK_ROTATED
-from daemon.runtime import ComponentContext
 from daemon.sinks.jsonl import JsonlSink
 from daemon.sinks.jsonl.sink import FsyncPolicy
 from daemon.wire import encode_batch
+from tests.support import TestContext
 
 
 def batch(first_seq: int, n: int = 5) -> Batch:
@@ -69,7 +69,7 @@ def make_sink(
     config = JsonlSink.Config(
         path=str(path), rotate_bytes=rotate_bytes, fsync=fsync, fsync_interval_s=fsync_interval_s
     )
-    ctx = ComponentContext.for_test("sinks[0]", str(tmp_path / "dead-letter.jsonl"))
+    ctx = TestContext("sinks[0]", str(tmp_path / "dead-letter.jsonl"))
     return JsonlSink(config, ctx, clock=clock or Clock())
 
 

@@ -17,14 +17,14 @@ import pytest
 from daemon.batch import Batch
 from daemon.config.fields import ConfigIssue, build
 from daemon.registry import REGISTRY
-from daemon.runtime import ComponentContext
 from daemon.sources.file import FileSource, FileSourceError
+from tests.support import TestContext
 
 Config = FileSource.Config
 
 
-def new_ctx(tmp_path: Path) -> ComponentContext:
-    return ComponentContext.for_test("sources[1]", str(tmp_path / "dead-letter.jsonl"))
+def new_ctx(tmp_path: Path) -> TestContext:
+    return TestContext("sources[1]", str(tmp_path / "dead-letter.jsonl"))
 
 
 def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
@@ -36,7 +36,7 @@ def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
     return path
 
 
-async def replay(ctx: ComponentContext, path: Path, **config: Any) -> list[Batch]:
+async def replay(ctx: TestContext, path: Path, **config: Any) -> list[Batch]:
     src = FileSource(Config(path=str(path), **config), ctx)
     await src.open()
     try:
@@ -280,7 +280,7 @@ async def test_stop_ends_the_replay_even_while_pacing(tmp_path: Path) -> None:
     async with asyncio.timeout(5):
         async for batch in src.stream():
             got += len(batch)
-            ctx.state.stop.set()
+            ctx.lifetime.stop.set()
             stopped_at = time.perf_counter()
     await src.close()
     assert got == 1
@@ -323,11 +323,11 @@ async def test_a_rebuilt_source_resumes_the_replay_without_repeats(tmp_path: Pat
     async for batch in first.stream():
         seqs += batch.seq.tolist()
         if len(seqs) >= 250:
-            ctx.state.stop.set()
+            ctx.lifetime.stop.set()
     await first.close()
     assert len(seqs) == 250
 
-    ctx.state.reset_flags()  # a reload: same carry, a new source
+    ctx.new_generation()  # a reload: same carry, a new source
     seqs += [s for b in await replay(ctx, path, max_batch=10, read_bytes=4096) for s in b.seq]
     assert seqs == [i for i in range(1000) if i not in (5, 260, 700)]
     assert [r["line"] for r in dead_letters(tmp_path)] == [7, 262, 702]
@@ -345,7 +345,7 @@ async def test_force_ends_the_replay_at_once(tmp_path: Path) -> None:
     assert len(got) == 1
 
 
-async def _forcing(ctx: ComponentContext, src: FileSource) -> AsyncIterator[Batch]:
+async def _forcing(ctx: TestContext, src: FileSource) -> AsyncIterator[Batch]:
     async for batch in src.stream():
-        ctx.state.force.set()
+        ctx.lifetime.force.set()
         yield batch

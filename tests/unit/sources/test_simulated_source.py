@@ -16,17 +16,17 @@ from structlog.testing import capture_logs
 from daemon.batch import Batch
 from daemon.config.fields import ConfigIssue, build
 from daemon.registry import REGISTRY
-from daemon.runtime import ComponentContext
 from daemon.sources.simulated import SimulatedSource
 from daemon.sources.simulated.model import SensorModel
+from tests.support import TestContext
 
 Config = SimulatedSource.Config
 Readings = dict[str, list[tuple[int, float, float, bool]]]  # sensor_id -> (seq, ts, value, stale)
 
 
-def new_ctx(tmp_path: Path, label: str = "sources[0]") -> ComponentContext:
+def new_ctx(tmp_path: Path, label: str = "sources[0]") -> TestContext:
     """A fresh run (counters, carry, stop flag) whose dead-letter file is under tmp_path."""
-    return ComponentContext.for_test(label, str(tmp_path / "dead-letter.jsonl"))
+    return TestContext(label, str(tmp_path / "dead-letter.jsonl"))
 
 
 async def collect(stream: AsyncIterator[Batch]) -> list[Batch]:
@@ -50,7 +50,7 @@ def by_sensor(batches: list[Batch]) -> Readings:
     return dict(out)
 
 
-def make(ctx: ComponentContext, **config: Any) -> SimulatedSource:
+def make(ctx: TestContext, **config: Any) -> SimulatedSource:
     return SimulatedSource(Config(**config), ctx)
 
 
@@ -256,7 +256,7 @@ async def test_a_sensor_that_never_reads_is_reported_down(tmp_path: Path) -> Non
         if event["event"] == "sensor_down":
             down.append(event["sensor_id"])
             if len(down) == 2:
-                ctx.state.stop.set()
+                ctx.lifetime.stop.set()
         return event
 
     with capture_logs(processors=[stop_once_both_are_down]) as logs:
@@ -336,7 +336,7 @@ async def test_stop_ends_a_flat_out_stream_promptly(tmp_path: Path) -> None:
     async with asyncio.timeout(10):
         async for batch in src.stream():
             if stopped_at is None:
-                ctx.state.stop.set()
+                ctx.lifetime.stop.set()
                 stopped_at = time.perf_counter()
             else:
                 after_stop += len(batch)
@@ -353,7 +353,7 @@ async def test_stop_wakes_sleeping_sensors_at_once(tmp_path: Path) -> None:
     async with asyncio.timeout(10):
         async for _ in src.stream():
             if stopped_at is None:
-                ctx.state.stop.set()
+                ctx.lifetime.stop.set()
                 stopped_at = time.perf_counter()
     assert stopped_at is not None
     assert time.perf_counter() - stopped_at < 0.2
@@ -376,18 +376,18 @@ async def test_a_rebuilt_source_continues_every_sensor_without_repeats(tmp_path:
     runs.append(by_sensor(got))
 
     # Run 2: a reload (new flags, same carry) with more sensors, stopped after a few batches.
-    ctx.state.reset_flags()
+    ctx.new_generation()
     second = make(ctx, sensors=7, **config)
     await second.open()
     got = []
     async for batch in second.stream():
         got.append(batch)
         if len(got) == 5:
-            ctx.state.stop.set()
+            ctx.lifetime.stop.set()
     runs.append(by_sensor(got))
 
     # Run 3: max_readings counts across reloads: each sensor ends at exactly 1,000.
-    ctx.state.reset_flags()
+    ctx.new_generation()
     runs.append(by_sensor(await run(make(ctx, sensors=7, max_readings=1000, **config))))
 
     for i in range(7):
@@ -429,6 +429,6 @@ async def test_force_ends_the_stream_without_draining(tmp_path: Path) -> None:
     async with asyncio.timeout(10):
         async for _ in src.stream():
             yielded += 1
-            ctx.state.stop.set()
-            ctx.state.force.set()
+            ctx.lifetime.stop.set()
+            ctx.lifetime.force.set()
     assert yielded == 1  # the queued batches were never read, so dropping them loses nothing

@@ -19,10 +19,10 @@ import structlog
 
 from daemon.batch import Batch, FloatArray
 from daemon.observability import events
-from daemon.runtime import ComponentContext
 from daemon.sensors import SENSORS
 from daemon.stages.features.pool import FeaturePool
 from daemon.stages.features.stage import Features
+from tests.support import TestContext, levers
 
 WINDOW = 8
 
@@ -60,7 +60,7 @@ def records(out: list[Batch]) -> list[dict[str, Any]]:
 
 
 async def inline_records(seed: int, **kw: int) -> list[dict[str, Any]]:
-    stage = Features(Features.Config(window=WINDOW, workers=0), ComponentContext.for_test())
+    stage = Features(Features.Config(window=WINDOW, workers=0), TestContext())
     return records(await collect(stage.process(feed(batches(seed, **kw)))))
 
 
@@ -71,7 +71,7 @@ def same_batches(got: list[Batch], want: list[Batch]) -> bool:
 async def opened(workers: int = 1, max_pending: int = 4) -> Features:
     stage = Features(
         Features.Config(window=WINDOW, workers=workers, max_pending=max_pending),
-        ComponentContext.for_test(),
+        TestContext(),
     )
     await stage.open()
     return stage
@@ -208,11 +208,11 @@ async def test_force_stops_waiting_on_a_stuck_pool_and_read_ahead_is_bounded() -
         assert pulled == 3  # three batches in flight, no more read
         assert stage.ctx.gauge()["pending"] == 3
         assert not consumer.done()
-        stage.ctx.state.force.set()  # second SIGTERM
+        levers(stage).lifetime.force.set()  # second SIGTERM
         async with asyncio.timeout(10):
             out = await consumer
     finally:
-        if not stage.ctx.state.force.is_set():
+        if not levers(stage).lifetime.force.is_set():
             os.kill(stuck, signal.SIGKILL)  # the test failed early: unstick the pool
         await stage.close()
     assert same_batches(out, inputs)
@@ -231,7 +231,7 @@ class UnstartablePool(FeaturePool):
 def with_pool(pool: FeaturePool, max_pending: int = 4) -> Features:
     """A stage running on `pool` instead of the one it would build."""
     config = Features.Config(window=WINDOW, workers=pool.workers, max_pending=max_pending)
-    stage = Features(config, ComponentContext.for_test())
+    stage = Features(config, TestContext())
     stage.pool = pool
     return stage
 

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from daemon.batch import Batch, FloatArray
 from daemon.config.fields import ConfigIssue, build
-from daemon.runtime import ComponentContext
 from daemon.sensors import SENSORS
 from daemon.stages.features.stage import Features
 from daemon.stages.features.window_math import FEATURE_NAMES, compute
+from tests.support import TestContext, levers
 
 Reading = tuple[str, int, float, float]  # sensor_id, seq, ts, value
 
@@ -156,9 +156,9 @@ def batches_of(readings: Sequence[Reading], cuts: Iterable[int]) -> list[Batch]:
 
 
 async def run(
-    window: int, batches: list[Batch], ctx: ComponentContext | None = None
+    window: int, batches: list[Batch], ctx: TestContext | None = None
 ) -> tuple[Features, list[Batch]]:
-    stage = Features(Features.Config(window=window, workers=0), ctx or ComponentContext.for_test())
+    stage = Features(Features.Config(window=window, workers=0), ctx or TestContext())
 
     async def feed() -> AsyncIterator[Batch]:
         for batch in batches:
@@ -198,7 +198,7 @@ async def test_interleaved_sensors_any_split(
     stage, out = await run(window, batches_of(readings, cuts))
     check_stream(out, readings)
     assert_records_match(records(out), features_ref(readings, window))
-    assert stage.ctx.counters.features == len(records(out))
+    assert levers(stage).counters.features == len(records(out))
 
 
 async def test_many_sensors_and_batches_completing_several_windows_of_one_sensor() -> None:
@@ -215,7 +215,7 @@ async def test_many_sensors_and_batches_completing_several_windows_of_one_sensor
 
 async def test_windows_continue_across_a_reload_with_the_same_size() -> None:
     readings = readings_of([(i % 3, float(i % 7)) for i in range(100)], "FR")
-    ctx = ComponentContext.for_test()
+    ctx = TestContext()
     _, out = await run(8, batches_of(readings[:37], [11]), ctx)
     _, more = await run(8, batches_of(readings[37:], [5]), ctx)  # rebuilt stage, same carry
     assert_records_match(records(out + more), features_ref(readings, 8))

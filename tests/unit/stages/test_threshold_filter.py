@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from daemon.batch import Batch
 from daemon.config.fields import ConfigIssue, build
-from daemon.runtime import ComponentContext
 from daemon.stages.threshold import ThresholdFilter
+from tests.support import TestContext, levers
 
 
 async def feed(batches: list[Batch]) -> AsyncIterator[Batch]:
@@ -26,7 +26,7 @@ async def collect(stream: AsyncIterator[Batch]) -> list[Batch]:
 
 
 def stage(lo: float = 10.0, hi: float = 100.0) -> ThresholdFilter:
-    return ThresholdFilter(ThresholdFilter.Config(min=lo, max=hi), ComponentContext.for_test())
+    return ThresholdFilter(ThresholdFilter.Config(min=lo, max=hi), TestContext())
 
 
 async def test_keeps_bounds_inclusive_and_counts_the_rest() -> None:
@@ -44,7 +44,7 @@ async def test_keeps_bounds_inclusive_and_counts_the_rest() -> None:
     assert out.seq.tolist() == [1, 2, 4]
     assert out.columns["extra"].tolist() == [1.0, 2.0, 4.0]
     assert out.derived == [{"kind": "alert"}]
-    assert f.ctx.counters.filtered == 3
+    assert levers(f).counters.filtered == 3
 
 
 async def test_a_batch_with_nothing_left_is_dropped_unless_it_carries_derived_records() -> None:
@@ -57,7 +57,7 @@ async def test_a_batch_with_nothing_left_is_dropped_unless_it_carries_derived_re
     assert [len(b) for b in out] == [0, 1]
     assert out[0].derived == [{"kind": "features"}]
     assert out[1] is kept  # nothing dropped: passed on untouched
-    assert f.ctx.counters.filtered == 3
+    assert levers(f).counters.filtered == 3
 
 
 @settings(max_examples=50, deadline=None)
@@ -77,7 +77,7 @@ async def test_matches_a_per_record_filter(values: list[float], cuts: list[int])
         v for v in values if -100.0 <= v <= 250.0
     ]
     assert all(len(b) for b in out)
-    assert f.ctx.counters.filtered == sum(1 for v in values if not -100.0 <= v <= 250.0)
+    assert levers(f).counters.filtered == sum(1 for v in values if not -100.0 <= v <= 250.0)
 
 
 def test_config_rejects_min_not_below_max_naming_min() -> None:

@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon.batch import Batch
-from daemon.runtime import ComponentContext
 from daemon.sensors import SENSORS
 from daemon.stages.moving_average import MovingAverage
 from daemon.stages.normalize import Normalize
+from tests.support import TestContext
 
 Reading = tuple[str, int, float]  # sensor_id, seq, value
 
@@ -88,10 +88,10 @@ async def feed(batches: Iterable[Batch]) -> AsyncIterator[Batch]:
 
 
 async def run_both(
-    batches: list[Batch], norm_window: int, avg_window: int, ctx: ComponentContext | None = None
+    batches: list[Batch], norm_window: int, avg_window: int, ctx: TestContext | None = None
 ) -> list[Batch]:
     """The two stages chained as in the pipeline."""
-    ctx = ctx or ComponentContext.for_test()
+    ctx = ctx or TestContext()
     norm = Normalize(Normalize.Config(window=norm_window), ctx)
     avg = MovingAverage(MovingAverage.Config(window=avg_window), ctx)
     return [batch async for batch in avg.process(norm.process(feed(batches)))]
@@ -169,7 +169,7 @@ async def test_window_of_one_and_constant_values() -> None:
 async def test_windows_continue_across_a_reload_with_the_same_size() -> None:
     readings = readings_of([(i % 2, float(i * i % 17)) for i in range(80)], "R")
     first, second = readings[:33], readings[33:]
-    ctx = ComponentContext.for_test()
+    ctx = TestContext()
     out = await run_both(batches_of(first, [10]), 6, 4, ctx)
     out += await run_both(batches_of(second, [20]), 6, 4, ctx)  # rebuilt stages, same carry
     assert column(out, "normalized") == normalize_ref(readings, 6)

@@ -24,12 +24,13 @@ class SourceFailure(Exception):
     pass
 
 
-class FailingSource(Source, name="test_failing_source"):
-    """Yields one batch of `readings`, then fails."""
+@dataclass(frozen=True)
+class FailingConfig:
+    readings: int = 100
 
-    @dataclass(frozen=True)
-    class Config:
-        readings: int = 100
+
+class FailingSource(Source[FailingConfig], name="test_failing_source"):
+    """Yields one batch of `readings`, then fails."""
 
     async def stream(self) -> AsyncIterator[Batch]:
         n = self.config.readings
