@@ -208,17 +208,9 @@ class Daemon:
             new_config = self._reread_config()
             if new_config is None:
                 continue
-            plan = plan_reload(self.config, new_config)
-            if plan.rebuild:
+            if plan_reload(self.config, new_config).rebuild:
                 return new_config
-            old, self.config = self.config, new_config
-            await self._apply_daemon_settings(old.daemon)
-            log.info(
-                events.CONFIG_RELOADED,
-                config=self.config.path,
-                changed=list(plan.changed),
-                rebuilt=False,
-            )
+            await self._switch_to(new_config)
             self.notifier.ready()
 
     def _reread_config(self) -> AppConfig | None:
@@ -231,16 +223,16 @@ class Daemon:
             return None
 
     async def _switch_to(self, new_config: AppConfig) -> None:
-        """After the old generation drained: the new config becomes the running one."""
+        """The new config becomes the running one: live, or after the old generation drained
+        (then the next generation's components publish their own gauges)."""
         plan = plan_reload(self.config, new_config)
         old, self.config = self.config, new_config
-        self.state.gauges.clear()  # the new generation's components publish their own
+        if plan.rebuild:
+            self.state.gauges.clear()
         await self._apply_daemon_settings(old.daemon)
+        changed = list(plan.changed)
         log.info(
-            events.CONFIG_RELOADED,
-            config=self.config.path,
-            changed=list(plan.changed),
-            rebuilt=True,
+            events.CONFIG_RELOADED, config=self.config.path, changed=changed, rebuilt=plan.rebuild
         )
 
     # -- helpers ---------------------------------------------------------------------------

@@ -13,7 +13,8 @@ Nothing here needs a running event loop to build, so tests and tools construct c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -80,9 +81,18 @@ class Lifetime:
 class ComponentContext:
     """A component's view of the run, named by its label (`stages[2]`)."""
 
-    def __init__(self, label: str, kind: Kind, state: RunState, lifetime: Lifetime) -> None:
+    def __init__(
+        self,
+        label: str,
+        kind: Kind,
+        state: RunState,
+        lifetime: Lifetime,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.label = label
         self.kind = kind
+        self.clock = clock  # the monotonic clock a component paces and times by (tests set it)
         self.log: Any = structlog.get_logger(label)
         self.stop = Token(lifetime.stop)  # sources: stop reading, let what was read drain
         self.force = Token(lifetime.force)  # everyone: give up now, in-flight data is spooled

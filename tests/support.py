@@ -3,6 +3,9 @@ the supervisor would pull (the run state, the stop and force tokens, a reload's 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from daemon.counters import Counters
 from daemon.registry import Kind
 from daemon.runtime import ComponentContext, Lifetime, RunState, Token
@@ -20,11 +23,16 @@ class TestContext(ComponentContext):
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
     def __init__(
-        self, label: str = "test", dead_letter: str = "dead-letter.jsonl", kind: Kind | None = None
+        self,
+        label: str = "test",
+        dead_letter: str = "dead-letter.jsonl",
+        kind: Kind | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state = RunState.fresh(dead_letter)
         self.lifetime = Lifetime()
-        super().__init__(label, kind or _kind_of(label), self.state, self.lifetime)
+        super().__init__(label, kind or _kind_of(label), self.state, self.lifetime, clock=clock)
 
     @property
     def counters(self) -> Counters:

@@ -92,7 +92,9 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
 _HINTS: dict[type[Any], dict[str, Any]] = {}
 
 
-def coerce(hint: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Any = None) -> Any:
+def coerce(
+    hint: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Range | None = None
+) -> Any:
     """`raw` as a value of `hint`, or `INVALID` with issues appended.
 
     `rng` is a Range inherited from an enclosing `Annotated[int | None, Range(...)]`: a bound
@@ -105,7 +107,7 @@ def coerce(hint: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Any =
     return _COERCERS[kind](base, raw, path, issues, own or rng)
 
 
-def _duration(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Any) -> Any:
+def _duration(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Range | None) -> Any:
     seconds = parse_duration(raw)
     if seconds is None:
         issues.append(ConfigIssue(path, f"must be {DURATION_HELP}, {_got(raw)}"))
@@ -113,12 +115,12 @@ def _duration(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: An
     return _bounded(seconds, raw, rng, path, issues)
 
 
-def _secret(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Any) -> Any:
+def _secret(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Range | None) -> Any:
     secret = coerce_secret(raw, path, issues)
     return INVALID if secret is None else secret
 
 
-def _literal(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Any) -> Any:
+def _literal(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Range | None) -> Any:
     allowed = get_args(base)
     if any(type(raw) is type(a) and raw == a for a in allowed):
         return raw
@@ -127,12 +129,12 @@ def _literal(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Any
     return INVALID
 
 
-def _table(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Any) -> Any:
+def _table(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Range | None) -> Any:
     obj = build(base, raw, path, issues)
     return INVALID if obj is None else obj
 
 
-def _scalar(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Any) -> Any:
+def _scalar(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Range | None) -> Any:
     ok = (
         (base is bool and isinstance(raw, bool))
         or (base is int and isinstance(raw, int) and not isinstance(raw, bool))
@@ -164,7 +166,7 @@ def _bounded(
     return value
 
 
-def _sequence(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Any) -> Any:
+def _sequence(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Range | None) -> Any:
     if not isinstance(raw, list):
         issues.append(ConfigIssue(path, f"must be a list, {_got(raw)}"))
         return INVALID
@@ -176,7 +178,7 @@ def _sequence(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: An
     return tuple(items) if get_origin(base) is tuple else items
 
 
-def _mapping(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Any) -> Any:
+def _mapping(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Range | None) -> Any:
     if not isinstance(raw, dict):
         issues.append(ConfigIssue(path, f"must be a table, {_got(raw)}"))
         return INVALID
@@ -186,7 +188,7 @@ def _mapping(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Any
     return INVALID if len(issues) > before else out
 
 
-def _union(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Any) -> Any:
+def _union(base: Any, raw: Any, path: str, issues: list[ConfigIssue], rng: Range | None) -> Any:
     """The first member `raw` is a valid value of, tried in declaration order.
 
     When every member refuses, the one member whose TOML shape `raw` has (a list for `list[T]`)
@@ -239,7 +241,8 @@ def _got(raw: Any) -> str:
     return got(raw)
 
 
-_COERCERS: dict[str, Callable[[Any, Any, str, list[ConfigIssue], Any], Any]] = {
+_Coercer = Callable[[Any, Any, str, list[ConfigIssue], Range | None], Any]
+_COERCERS: dict[str, _Coercer] = {
     "scalar": _scalar,
     "duration": _duration,
     "secret": _secret,

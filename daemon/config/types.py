@@ -75,7 +75,9 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
+        # constant-time, and surrogatepass: an environment value may hold undecodable bytes
+        mine = self._value.encode("utf-8", "surrogatepass")
+        return hmac.compare_digest(mine, other._value.encode("utf-8", "surrogatepass"))
 
     def __hash__(self) -> int:
         return hash((Secret, self._value))

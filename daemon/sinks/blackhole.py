@@ -61,16 +61,10 @@ class BlackholeConfig:
 class BlackholeSink(Sink[BlackholeConfig], name="blackhole"):
     """Discards readings after counting them; `max_per_s` > 0 paces acknowledgements."""
 
-    def __init__(
-        self,
-        config: BlackholeConfig,
-        ctx: ComponentContext,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, config: BlackholeConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)
         rate = config.max_per_s
-        self._bucket = TokenBucket(rate, rate * config.burst_s, clock) if rate > 0 else None
+        self._bucket = TokenBucket(rate, rate * config.burst_s, ctx.clock) if rate > 0 else None
         self._gauge = ctx.gauge()
         self._gauge.update(readings=0, batches=0, derived=0, throttled_s=0.0)
 

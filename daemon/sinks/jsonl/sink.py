@@ -28,8 +28,6 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -81,22 +79,16 @@ class JsonlSink(Sink[JsonlConfig], name="jsonl"):
 
     wants_wire_bytes = True
 
-    def __init__(
-        self,
-        config: JsonlConfig,
-        ctx: ComponentContext,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, config: JsonlConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)
         self._path = Path(config.path)
-        self._clock = clock
+        self._clock = ctx.clock
         self._file: AsyncFileIO | None = None
         self._size = 0  # bytes in the current file
         self._regular = True  # a regular file (not a device or pipe): rotated, fsynced
         self._last_rotation: int | None = None  # highest n of <path>.<n>; scanned on first open
         self._unsynced = False
-        self._synced_at = clock()
+        self._synced_at = self._clock()
         self._background: asyncio.Task[None] | None = None  # an interval fsync under way
         self._background_failure: SinkError | None = None
         self._gauge = ctx.gauge()

@@ -69,8 +69,8 @@ def make_sink(
     config = JsonlSink.Config(
         path=str(path), rotate_bytes=rotate_bytes, fsync=fsync, fsync_interval_s=fsync_interval_s
     )
-    ctx = TestContext("sinks[0]", str(tmp_path / "dead-letter.jsonl"))
-    return JsonlSink(config, ctx, clock=clock or Clock())
+    ctx = TestContext("sinks[0]", str(tmp_path / "dead-letter.jsonl"), clock=clock or Clock())
+    return JsonlSink(config, ctx)
 
 
 @pytest.fixture

@@ -11,32 +11,30 @@ import asyncio
 import gc
 from pathlib import Path
 
+from benchmarks import configs
 from daemon.config import parse_config
 from daemon.runtime import RunState
 from daemon.topology.pipeline import Pipeline
 
 
 def config_text(tmp_path: Path) -> str:
-    return f"""
-[daemon]
-dead_letter = "{tmp_path / "dead-letter.jsonl"}"
-
-[[sources]]
-type = "simulated"
-sensors = 50
-rate_hz = 1000000.0
-max_readings = 400
-
-[[stages]]
-type = "moving_average"
-window = 5
-
-[[sinks]]
-type = "jsonl"
-path = "{tmp_path / "out.jsonl"}"
-spool_dir = "{tmp_path / "spool"}"
-encode_ahead = false
-"""
+    return configs.render(
+        {
+            "daemon": {"dead_letter": str(tmp_path / "dead-letter.jsonl")},
+            "sources": [
+                {"type": "simulated", "sensors": 50, "rate_hz": 1000000.0, "max_readings": 400}
+            ],
+            "stages": [{"type": "moving_average", "window": 5}],
+            "sinks": [
+                {
+                    "type": "jsonl",
+                    "path": str(tmp_path / "out.jsonl"),
+                    "spool_dir": str(tmp_path / "spool"),
+                    "encode_ahead": False,
+                }
+            ],
+        }
+    )
 
 
 async def test_frozen_while_sources_run_and_thawed_after(tmp_path: Path) -> None:
