@@ -67,7 +67,6 @@ class Daemon:
         self.log_sink: LogSink | None = None
         self.exit_signals = 0
         self.started_at = 0.0
-        self._exit_at: float | None = None  # loop time by which the daemon must have ended
         self._wake: asyncio.Event | None = None  # an exit or a reload was asked for
         self._reload_wanted = False
         self._interval_changed = asyncio.Event()  # the health loop's wait restarts
@@ -167,7 +166,6 @@ class Daemon:
             timeout_s = self.config.daemon.shutdown_timeout_s
             log.info(events.SHUTDOWN_STARTED, signal=name, timeout_s=timeout_s)
             self.notifier.stopping()
-            self._exit_at = asyncio.get_running_loop().time() + timeout_s
             if self.pipeline is not None:
                 self.pipeline.request_stop(timeout_s, reason="exit")
         else:

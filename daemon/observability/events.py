@@ -25,7 +25,6 @@ SHUTDOWN_COMPLETE: Final = "shutdown_complete"
 
 # sinks and resilience
 BREAKER_STATE_CHANGED: Final = "breaker_state_changed"
-SINK_RETRY: Final = "sink_retry"
 SINK_REJECTED: Final = "sink_rejected"
 SPOOL_REPLAYED: Final = "spool_replayed"
 SPOOL_RECORD_CORRUPT: Final = "spool_record_corrupt"
@@ -44,7 +43,6 @@ ENCODER_RESTARTED: Final = "encoder_restarted"
 FEATURES_FAILED: Final = "features_failed"
 
 # observability itself
-LOG_REOPENED: Final = "log_reopened"
 LOG_REOPEN_FAILED: Final = "log_reopen_failed"
 UNCAUGHT_EXCEPTION: Final = "uncaught_exception"
 NOTIFY_FAILED: Final = "notify_failed"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,14 +244,6 @@ class Spool:
         self._readings -= item.readings
         self._bytes -= item.end - item.start
         self._advance(item.end)
-
-    def replay(self) -> Iterator[SpooledBatch]:
-        """Yield batches oldest first; stops when the consumer did not `ack()` the last one
-        (it stays at the head for next time)."""
-        while (item := self.peek()) is not None:
-            yield item
-            if self._head is item:
-                return
 
     def _advance(self, pos: int) -> None:
         """Move the read position to `pos` of the head segment and persist it; at the end of the

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
+
 from daemon.batch import Batch
 from daemon.deadletter import DeadLetterEntry
+from daemon.observability import events
 from daemon.resilience import Delivery, GuardedSink
 from daemon.runtime import RunState
+
+log = structlog.get_logger("fanout")
 
 
 class FanOut:
     def __init__(self, sinks: list[GuardedSink], state: RunState) -> None:
         self.sinks = sinks
         self.state = state
-        self.last_written_at: float | None = None
 
     async def deliver(self, batch: Batch) -> None:
         if len(self.sinks) == 1:
@@ -41,11 +45,11 @@ class FanOut:
                 DeadLetterEntry(reason, labels[0], record) for record in batch.to_records()
             )
             counters.rejected += n
+            log.warning(events.SINK_REJECTED, sink=labels[0], readings=n, reason=reason)
         elif any(r.outcome == "spooled" for r in results):
             counters.spooled += n
         else:
             counters.written += n
-            self.last_written_at = asyncio.get_running_loop().time()
             self.state.latency.record(batch.ts)  # end-to-end: reading taken -> acknowledged
 
     async def replay_idle(self) -> None:

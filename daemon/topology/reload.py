@@ -19,11 +19,6 @@ class ReloadPlan:
     changed: tuple[str, ...]  # top-level keys whose values differ: `daemon`, `sinks[0]`, ...
     rebuild: bool  # drain the running generation and build the next one
 
-    @property
-    def live_only(self) -> bool:
-        """Something changed, and all of it applies without touching the pipeline."""
-        return bool(self.changed) and not self.rebuild
-
 
 def plan_reload(old: AppConfig, new: AppConfig) -> ReloadPlan:
     changed = [] if new.daemon == old.daemon else ["daemon"]

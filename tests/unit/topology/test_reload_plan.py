@@ -47,12 +47,12 @@ def config(
 
 def test_nothing_changed_is_neither_live_nor_a_rebuild() -> None:
     plan = plan_reload(config(), config())
-    assert plan.changed == () and not plan.rebuild and not plan.live_only
+    assert plan.changed == () and not plan.rebuild
 
 
 def test_daemon_settings_apply_live() -> None:
     plan = plan_reload(config(), config(health=2))
-    assert plan.changed == ("daemon",) and plan.live_only
+    assert plan.changed == ("daemon",) and not plan.rebuild
 
 
 def test_the_queue_size_takes_a_rebuild_though_it_is_a_daemon_setting() -> None:
