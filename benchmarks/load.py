@@ -37,11 +37,11 @@ def memory_long(sizes: Sizes, readings: int) -> dict[str, Any]:
 
     with workloads.scratch() as d:
         tmp = Path(d)
-        text = (
-            workloads.daemon_section(tmp, health_s=sizes.health_s)
-            + workloads.simulated(sizes.sensors)
-            + workloads.DEFAULT_CHAIN
-            + workloads.jsonl(tmp, path="/dev/null", fsync="never")
+        text = workloads.config(
+            workloads.daemon_section(tmp, health_s=sizes.health_s),
+            workloads.simulated(sizes.sensors),
+            workloads.default_chain(),
+            workloads.jsonl(tmp, path="/dev/null", fsync="never"),
         )
         seen = run_daemon(text, tmp, stop=enough, timeout_s=3600.0)
     samples = measure.window(seen, 0.0)
@@ -74,14 +74,14 @@ def concurrency(sizes: Sizes, seconds: float, wakeups_hz: float = 0.0) -> dict[s
     """`conc_sensors` sensors at `conc_rate_hz` each for `seconds`, default chain into jsonl.
     `wakeups_hz` overrides the simulated source's `max_wakeups_hz` (its tick coalescing, which
     trades CPU for how old a reading is when its sensor task wakes up to emit it)."""
-    extra = f"max_wakeups_hz = {wakeups_hz}\n" if wakeups_hz else ""
+    extra = {"max_wakeups_hz": wakeups_hz} if wakeups_hz else None
     with workloads.scratch() as d:
         tmp = Path(d)
-        text = (
-            workloads.daemon_section(tmp, health_s=sizes.health_s * 2.5)
-            + workloads.simulated(sizes.conc_sensors, rate_hz=sizes.conc_rate_hz, extra=extra)
-            + workloads.DEFAULT_CHAIN
-            + workloads.jsonl(tmp)
+        text = workloads.config(
+            workloads.daemon_section(tmp, health_s=sizes.health_s * 2.5),
+            workloads.simulated(sizes.conc_sensors, rate_hz=sizes.conc_rate_hz, extra=extra),
+            workloads.default_chain(),
+            workloads.jsonl(tmp),
         )
         seen = run_daemon(text, tmp, stop=lambda s: s.since_ready_s >= seconds)
     steady = measure.window(seen, WARMUP_FRACTION * seconds)
@@ -145,7 +145,7 @@ def backpressure(sizes: Sizes, seconds: float) -> dict[str, Any]:
     state is measured once that has stopped."""
     small = sizes.bp_small_queues
     batch = 256 if small else SimulatedSource.Config().max_batch
-    extra = f"max_batch = {batch}\nqueue_batches = 1\n" if small else ""
+    extra = {"max_batch": batch, "queue_batches": 1} if small else None
 
     def enough(seen: Observed) -> bool:
         ran = seen.since_ready_s
@@ -154,17 +154,17 @@ def backpressure(sizes: Sizes, seconds: float) -> dict[str, Any]:
 
     with workloads.scratch() as d:
         tmp = Path(d)
-        text = (
+        text = workloads.config(
             # The drain after SIGTERM empties the queues at the sink's pace: give it time.
             workloads.daemon_section(
                 tmp,
                 health_s=sizes.health_s * 2.5,
                 shutdown_timeout_s=600.0,
                 queue_batches=4 if small else 0,
-            )
-            + workloads.simulated(sizes.bp_sensors, rate_hz=sizes.bp_rate_hz, extra=extra)
-            + workloads.DEFAULT_CHAIN
-            + workloads.blackhole(tmp, sizes.bp_max_per_s)
+            ),
+            workloads.simulated(sizes.bp_sensors, rate_hz=sizes.bp_rate_hz, extra=extra),
+            workloads.default_chain(),
+            workloads.blackhole(tmp, sizes.bp_max_per_s),
         )
         seen = run_daemon(text, tmp, stop=enough, timeout_s=sizes.bp_max_s + 900.0)
     nominal = sizes.bp_sensors * sizes.bp_rate_hz

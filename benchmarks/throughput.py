@@ -27,12 +27,12 @@ def fixed_workload(sizes: Sizes, workers: int | None) -> dict[str, Any]:
     """The default chain (plus features with `workers`, unless None) into jsonl, to the end."""
     with workloads.scratch() as d:
         tmp = Path(d)
-        text = (
-            workloads.daemon_section(tmp, health_s=sizes.health_s)
-            + workloads.simulated(sizes.sensors, max_readings=sizes.per_sensor)
-            + workloads.DEFAULT_CHAIN
-            + (workloads.features(workers) if workers is not None else "")
-            + workloads.jsonl(tmp)
+        text = workloads.config(
+            workloads.daemon_section(tmp, health_s=sizes.health_s),
+            workloads.simulated(sizes.sensors, max_readings=sizes.per_sensor),
+            workloads.default_chain()
+            + ([workloads.features(workers)] if workers is not None else []),
+            workloads.jsonl(tmp),
         )
         seen = run_daemon(text, tmp)
         out_bytes = (tmp / "out.jsonl").stat().st_size
@@ -91,13 +91,16 @@ def offload(sizes: Sizes, workers: int, encoder_child: bool = True) -> dict[str,
 
     with workloads.scratch() as d:
         tmp = Path(d)
-        text = (
-            workloads.daemon_section(tmp, health_s=sizes.health_s / 2)
-            + workloads.simulated(sizes.sensors)
-            + workloads.DEFAULT_CHAIN
-            + workloads.features(workers)
-            + workloads.jsonl(tmp, path="/dev/null", fsync="never")
-            + ("" if encoder_child else "encode_ahead = false\n")
+        text = workloads.config(
+            workloads.daemon_section(tmp, health_s=sizes.health_s / 2),
+            workloads.simulated(sizes.sensors),
+            [*workloads.default_chain(), workloads.features(workers)],
+            workloads.jsonl(
+                tmp,
+                path="/dev/null",
+                fsync="never",
+                extra=None if encoder_child else {"encode_ahead": False},
+            ),
         )
         seen = run_daemon(text, tmp, stop=enough)
     assert measure.stage_label(seen, "features") == FEATURES_LABEL

@@ -1,37 +1,21 @@
 """The workloads of issue 4 as daemon configs, full size and `--quick` size.
 
-Every config is the daemon's documented TOML, generated here so a run is reproducible from the
-JSON it prints (`sizes` is echoed with each run). Defaults of the daemon are kept unless the
-scenario is about them; what a scenario sets, it sets here, in one place.
+Every config is the daemon's documented TOML, generated here (as dicts, rendered by
+`benchmarks.configs`, whose default chain is the embedded default config's) so a run is
+reproducible from the JSON it prints (`sizes` is echoed with each run). Defaults of the daemon
+are kept unless the scenario is about them; what a scenario sets, it sets here, in one place.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-DEFAULT_CHAIN = """
-[[stages]]
-type = "threshold_filter"
-min = 10.0
-max = 100.0
-
-[[stages]]
-type = "normalize"
-window = 50
-
-[[stages]]
-type = "moving_average"
-window = 10
-"""
-
-FEATURES = """
-[[stages]]
-type = "features"
-window = 256
-workers = {workers}
-"""
+from benchmarks import configs
+from benchmarks.configs import Table
 
 
 @dataclass(frozen=True)
@@ -92,57 +76,75 @@ QUICK = Sizes(
 )
 
 
+def config(daemon: Table, source: Table, stages: list[Table], sink: Table) -> str:
+    """One daemon config as TOML: the sections below, rendered by `benchmarks.configs`."""
+    return configs.render(
+        {"daemon": daemon, "sources": [source], "stages": stages, "sinks": [sink]}
+    )
+
+
+def default_chain() -> list[Table]:
+    """threshold_filter, normalize, moving_average: the embedded default config's stages."""
+    return configs.default_chain()
+
+
 def daemon_section(
     tmp: Path, *, health_s: float, shutdown_timeout_s: float = 20.0, queue_batches: int = 0
-) -> str:
-    queue = f"queue_batches = {queue_batches}\n" if queue_batches else ""
-    return f"""
-[daemon]
-log_level = "info"
-health_interval_s = {health_s}
-shutdown_timeout_s = {shutdown_timeout_s}
-dead_letter = "{tmp / "dead-letter.jsonl"}"
-{queue}"""
+) -> Table:
+    section: Table = {
+        "log_level": "info",
+        "health_interval_s": health_s,
+        "shutdown_timeout_s": shutdown_timeout_s,
+        "dead_letter": str(tmp / "dead-letter.jsonl"),
+    }
+    if queue_batches:
+        section["queue_batches"] = queue_batches
+    return section
 
 
-def simulated(sensors: int, *, rate_hz: float = 1e9, max_readings: int = 0, extra: str = "") -> str:
+def simulated(
+    sensors: int,
+    *,
+    rate_hz: float = 1e9,
+    max_readings: int = 0,
+    extra: Mapping[str, Any] | None = None,
+) -> Table:
     """`rate_hz = 1e9`: no rate limit, the pipeline's backpressure sets the pace."""
-    return f"""
-[[sources]]
-type = "simulated"
-sensors = {sensors}
-rate_hz = {rate_hz}
-max_readings = {max_readings}
-anomaly_rate = 0.05
-seed = 7
-{extra}"""
+    return {
+        "type": "simulated",
+        "sensors": sensors,
+        "rate_hz": rate_hz,
+        "max_readings": max_readings,
+        "anomaly_rate": 0.05,
+        "seed": 7,
+        **(extra or {}),
+    }
 
 
-def jsonl(tmp: Path, path: str = "", fsync: str = "interval") -> str:
+def jsonl(
+    tmp: Path, path: str = "", fsync: str = "interval", extra: Mapping[str, Any] | None = None
+) -> Table:
     """Into `tmp/out.jsonl`, or into `path` (e.g. /dev/null), which is then never rotated:
     rotating renames the file, and a device must never be renamed (the sink also refuses to
     rotate anything but a regular file; this does not rely on it)."""
-    rotate = "rotate_bytes = 0\n" if path else ""
-    return f"""
-[[sinks]]
-type = "jsonl"
-path = "{path or tmp / "out.jsonl"}"
-fsync = "{fsync}"
-spool_dir = "{tmp / "spool"}"
-{rotate}"""
+    sink: Table = {
+        "type": "jsonl",
+        "path": path or str(tmp / "out.jsonl"),
+        "fsync": fsync,
+        "spool_dir": str(tmp / "spool"),
+    }
+    if path:
+        sink["rotate_bytes"] = 0
+    return sink | dict(extra or {})
 
 
-def blackhole(tmp: Path, max_per_s: float) -> str:
-    return f"""
-[[sinks]]
-type = "blackhole"
-max_per_s = {max_per_s}
-spool_dir = "{tmp / "spool"}"
-"""
+def blackhole(tmp: Path, max_per_s: float) -> Table:
+    return {"type": "blackhole", "max_per_s": max_per_s, "spool_dir": str(tmp / "spool")}
 
 
-def features(workers: int) -> str:
-    return FEATURES.format(workers=workers)
+def features(workers: int) -> Table:
+    """The default config's features stage (window 256) with `workers` pool processes."""
+    return configs.features(workers=workers)
 
 
 def scratch() -> tempfile.TemporaryDirectory[str]:

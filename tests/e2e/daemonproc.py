@@ -10,9 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from benchmarks import configs
+from benchmarks.configs import Table
 
 Event = dict[str, Any]
 
@@ -26,67 +29,47 @@ def write_config(
     fault_rate: float = 0.0,
     sink_path: Path | None = None,
     spool_dir: Path | None = None,
-    features: str = "",
+    features: Table | None = None,
     id_prefix: str = "S",
     health_interval_s: float = 0.5,
     shutdown_timeout_s: float = 20.0,
-    extra: str = "",
+    http: Table | None = None,
+    sink: Table | None = None,
+    more_sinks: Sequence[Table] = (),
 ) -> Path:
-    sink_path = sink_path or tmp / "out.jsonl"
-    spool_dir = spool_dir or tmp / "spool"
-    text = f"""
-[daemon]
-log_level = "info"
-shutdown_timeout_s = {shutdown_timeout_s}
-health_interval_s = {health_interval_s}
-dead_letter = "{tmp / "dead-letter.jsonl"}"
-
-[[sources]]
-type = "simulated"
-sensors = {sensors}
-rate_hz = {rate_hz}
-max_readings = {max_readings}
-anomaly_rate = 0.05
-fault_rate = {fault_rate}
-seed = 7
-id_prefix = "{id_prefix}"
-
-[[stages]]
-type = "threshold_filter"
-min = 10.0
-max = 100.0
-
-[[stages]]
-type = "normalize"
-window = 50
-
-[[stages]]
-type = "moving_average"
-window = 10
-{features}
-[[sinks]]
-type = "jsonl"
-path = "{sink_path}"
-spool_dir = "{spool_dir}"
-[sinks.retry]
-attempts = 2
-base_delay_s = 0.01
-[sinks.breaker]
-failure_threshold = 3
-reset_timeout_s = 0.5
-{extra}
-"""
-    path = tmp / "ingestd.toml"
-    path.write_text(text)
-    return path
-
-
-FEATURES = """
-[[stages]]
-type = "features"
-window = {window}
-workers = {workers}
-"""
+    """`tmp/ingestd.toml`, rendered by `benchmarks.configs`: simulated sensors through the
+    default chain (plus `features`, a stage from `configs.features(...)`) into a jsonl sink with
+    quick retries. `http` is the `[daemon.http]` table, `sink` adds or overrides the jsonl
+    sink's keys, `more_sinks` come after it."""
+    daemon: Table = {
+        "log_level": "info",
+        "shutdown_timeout_s": shutdown_timeout_s,
+        "health_interval_s": health_interval_s,
+        "dead_letter": str(tmp / "dead-letter.jsonl"),
+    }
+    if http is not None:
+        daemon["http"] = http
+    source: Table = {
+        "type": "simulated",
+        "sensors": sensors,
+        "rate_hz": rate_hz,
+        "max_readings": max_readings,
+        "anomaly_rate": 0.05,
+        "fault_rate": fault_rate,
+        "seed": 7,
+        "id_prefix": id_prefix,
+    }
+    jsonl: Table = {
+        "type": "jsonl",
+        "path": str(sink_path or tmp / "out.jsonl"),
+        "spool_dir": str(spool_dir or tmp / "spool"),
+        "retry": {"attempts": 2, "base_delay_s": 0.01},
+        "breaker": {"failure_threshold": 3, "reset_timeout_s": 0.5},
+    }
+    stages = configs.default_chain() + ([features] if features is not None else [])
+    sinks = [jsonl | (sink or {}), *more_sinks]
+    doc = {"daemon": daemon, "sources": [source], "stages": stages, "sinks": sinks}
+    return configs.write(tmp / "ingestd.toml", doc)
 
 
 class DaemonProcess:

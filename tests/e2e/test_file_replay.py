@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import configs
 from tests.e2e.daemonproc import DaemonProcess, read_rows, readings, reconciles
 
 pytestmark = pytest.mark.e2e
@@ -28,21 +29,21 @@ def test_file_replay_dead_letters_bad_lines_and_delivers_the_rest(
         lines.insert(index + offset, text)
     src = tmp_path / "replay.csv"
     src.write_text("\n".join(lines) + "\n")
-    cfg = tmp_path / "replay.toml"
-    cfg.write_text(f"""
-[daemon]
-dead_letter = "{tmp_path / "dead.jsonl"}"
-[[sources]]
-type = "file"
-path = "{src}"
-[[stages]]
-type = "moving_average"
-window = 3
-[[sinks]]
-type = "jsonl"
-path = "{tmp_path / "out.jsonl"}"
-spool_dir = "{tmp_path / "spool"}"
-""")
+    cfg = configs.write(
+        tmp_path / "replay.toml",
+        {
+            "daemon": {"dead_letter": str(tmp_path / "dead.jsonl")},
+            "sources": [{"type": "file", "path": str(src)}],
+            "stages": [{"type": "moving_average", "window": 3}],
+            "sinks": [
+                {
+                    "type": "jsonl",
+                    "path": str(tmp_path / "out.jsonl"),
+                    "spool_dir": str(tmp_path / "spool"),
+                }
+            ],
+        },
+    )
     d = DaemonProcess(cfg)
     daemons.append(d)
     assert d.finish(timeout=60) == 0, d.stderr

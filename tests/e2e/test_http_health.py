@@ -39,14 +39,13 @@ Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 SINK = "sinks[0]"
 STALE_AFTER_S = 1.0
 BREAKER_OPEN_MAX_S = 0.5
-HTTP = f"""
-[daemon.http]
-enabled = true
-host = "127.0.0.1"
-port = 0
-stale_after_s = {STALE_AFTER_S}
-breaker_open_max_s = {BREAKER_OPEN_MAX_S}
-"""
+HTTP = {
+    "enabled": True,
+    "host": "127.0.0.1",
+    "port": 0,
+    "stale_after_s": STALE_AFTER_S,
+    "breaker_open_max_s": BREAKER_OPEN_MAX_S,
+}
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -137,10 +136,14 @@ def test_metrics_scraped_and_healthz_follows_a_failing_sink(
     link.symlink_to(real_dir)
     sink_path = link / "readings.jsonl"
     cfg = write_config(
-        tmp_path, sensors=5, rate_hz=200, max_readings=0, sink_path=sink_path, extra=HTTP
+        tmp_path,
+        sensors=5,
+        rate_hz=200,
+        max_readings=0,
+        sink_path=sink_path,
+        http=HTTP,
+        sink={"rotate_bytes": 32768},
     )
-    path_line = f'path = "{sink_path}"\n'
-    cfg.write_text(cfg.read_text().replace(path_line, path_line + "rotate_bytes = 32768\n"))
     d = DaemonProcess(cfg)
     daemons.append(d)
     started = d.wait_event("http_started")

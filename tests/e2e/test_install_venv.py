@@ -27,45 +27,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.installs import ROOT, clean_env, copy_checkout, run, unavailable
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 SERVICE_USER = "nobody"
 SENSORS, MAX_READINGS = 20, 300
 # What systemd gives the unit's main process: no PYTHONPATH or VIRTUAL_ENV leaking in from here.
 SERVICE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
-NOT_COPIED = shutil.ignore_patterns(
-    ".git",
-    ".venv",
-    "build",
-    "data",
-    "*.egg-info",
-    "__pycache__",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".pytest_cache",
-    ".hypothesis",
-)
-
-
-def unavailable(reason: str) -> None:
-    """Skip when this machine cannot run the test; under CI that is a failure."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def run(
-    cmd: list[str],
-    *,
-    timeout: float,
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd, env=env
-    )
 
 
 @pytest.fixture
@@ -125,16 +95,14 @@ def test_the_readme_install_runs_as_an_unprivileged_user(
     tmp_path: Path, install_root: Path, service_user: pwd.struct_passwd
 ) -> None:
     # the README's steps: venv with the system Python, pip install of the checkout
-    checkout = tmp_path / "ingestd"
-    shutil.copytree(ROOT, checkout, ignore=NOT_COPIED)
+    checkout = copy_checkout(tmp_path / "ingestd")
     venv = install_root / "venv"
     made = run([str(SYSTEM_PYTHON), "-m", "venv", str(venv)], timeout=120)
     assert made.returncode == 0, made.stderr
-    pip_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     pip = run(
         [str(venv / "bin" / "pip"), "install", "--no-cache-dir", str(checkout)],
         timeout=600,
-        env=pip_env,
+        env=clean_env(),
     )
     assert pip.returncode == 0, pip.stdout[-2000:] + pip.stderr[-2000:]
     assert "include-system-site-packages = false" in (venv / "pyvenv.cfg").read_text()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import configs
 from tests.e2e.daemonproc import (
-    FEATURES,
     DaemonProcess,
     descendants,
     read_rows,
@@ -33,7 +33,7 @@ def test_bounded_run_exits_by_itself_and_reconciles(
         rate_hz=2000,
         max_readings=300,
         fault_rate=0.05,
-        features=FEATURES.format(window=32, workers=1),
+        features=configs.features(window=32, workers=1),
     )
     d = DaemonProcess(cfg)
     daemons.append(d)
@@ -134,7 +134,7 @@ def test_killed_feature_worker_is_replaced_and_no_feature_is_lost(
         sensors=10,
         rate_hz=400,
         max_readings=2000,
-        features=FEATURES.format(window=50, workers=1),
+        features=configs.features(window=50, workers=1),
     )
     d = DaemonProcess(cfg)
     daemons.append(d)

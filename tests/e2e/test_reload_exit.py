@@ -15,12 +15,7 @@ pytestmark = pytest.mark.e2e
 
 # A second sink paced at 300,000 readings/s: a full queue (64 batches of 8,192) takes ~2 s to
 # drain, so the SIGTERM below lands inside the reload's drain, well before the 4 s deadline.
-PACED = """
-[[sinks]]
-type = "blackhole"
-max_per_s = 300000
-spool_dir = "{spool}"
-"""
+PACED = {"type": "blackhole", "max_per_s": 300000}
 
 
 def test_sigterm_during_a_reload_drain_exits_at_the_drain_with_nothing_spooled(
@@ -32,7 +27,7 @@ def test_sigterm_during_a_reload_drain_exits_at_the_drain_with_nothing_spooled(
         rate_hz=1_000_000,
         max_readings=0,
         shutdown_timeout_s=4,
-        extra=PACED.format(spool=tmp_path / "spool-paced"),
+        more_sinks=[PACED | {"spool_dir": str(tmp_path / "spool-paced")}],
     )
     d = DaemonProcess(cfg)
     daemons.append(d)

@@ -24,8 +24,8 @@ from daemon.sensors import SENSORS
 class DropSensorsConfig:
     """The `drop_sensors` stage's keys."""
 
-    prefixes: Annotated[list[str], "readings of sensors whose id starts with any of these go"]
-    max_value: Annotated[float | None, "readings above this go too; absent: no cap"] = None
+    prefixes: Annotated[list[str], "sensor id prefixes whose readings are dropped"]
+    max_value: Annotated[float | None, "readings above this are dropped too; absent: no cap"] = None
 
     def check(self) -> list[tuple[str, str]]:
         # An empty prefix matches every id: almost surely a typo that would drop everything.
