@@ -96,6 +96,7 @@ def daemon_section(
         "health_interval_s": health_s,
         "shutdown_timeout_s": shutdown_timeout_s,
         "dead_letter": str(tmp / "dead-letter.jsonl"),
+        "state_dir": str(tmp / "state"),
     }
     if queue_batches:
         section["queue_batches"] = queue_batches

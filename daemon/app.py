@@ -23,15 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-import uvloop
 
 from daemon.config import AppConfig, ConfigError, load_config
 from daemon.config.loader import DaemonConfig
+from daemon.config.preflight import preflight
 from daemon.deadletter import DeadLetter
+from daemon.exits import run_to_exit
 from daemon.observability import events
 from daemon.observability.health import HealthReporter
 from daemon.observability.http import HealthServer
-from daemon.observability.logging import LogSink, configure_logging
+from daemon.observability.logging import LogSink, configure_logging, dropped_lines
 from daemon.observability.looplag import LoopLagMonitor, watchdog_loop
 from daemon.observability.sdnotify import Notifier
 from daemon.runtime import RunState
@@ -58,7 +59,7 @@ def peak_rss_mb() -> float | None:
 class Daemon:
     def __init__(self, config: AppConfig) -> None:
         self.config = config
-        self.state = RunState.fresh(config.daemon.dead_letter)
+        self.state = RunState.fresh(config.daemon.dead_letter, config.daemon.state_dir)
         self.notifier = Notifier.from_env()
         self.lag = LoopLagMonitor()
         self.pipeline: Pipeline | None = None  # the current generation
@@ -80,7 +81,7 @@ class Daemon:
 
     # -- the story -------------------------------------------------------------------------
     def run(self) -> int:
-        return uvloop.run(self.serve())
+        return run_to_exit(self.serve())
 
     async def serve(self) -> int:
         await self.startup()
@@ -145,13 +146,21 @@ class Daemon:
             self._watchdog.cancel()
         if self._http is not None:
             await self._http.stop()
-        self.state.dead_letter.close()
+        dead_letter = self.state.dead_letter
+        dead_letter.retry()
+        dead_letter.close()
         counters = self.state.counters.snapshot()
         log.info(
             events.SHUTDOWN_COMPLETE,
             counters=counters,
             reconciled=self.state.counters.reconciles(),
             generations=self.generations,
+            log_dropped=dropped_lines(),
+            dead_letter={
+                "written": dead_letter.count,
+                "pending": dead_letter.pending,
+                "dropped": dead_letter.dropped,
+            },
             duration_s=round(time.monotonic() - self.started_at, 3),
             peak_rss_mb=peak_rss_mb(),
         )
@@ -214,11 +223,16 @@ class Daemon:
     def _reread_config(self) -> AppConfig | None:
         self.notifier.reloading()
         try:
-            return load_config(self.config.path)
+            new_config = load_config(self.config.path)
         except ConfigError as exc:
-            log.error(events.CONFIG_RELOAD_FAILED, errors=[str(i) for i in exc.issues])
-            self.notifier.ready()
-            return None
+            issues = exc.issues
+        else:
+            issues = preflight(new_config, previous=self.config)
+            if not issues:
+                return new_config
+        log.error(events.CONFIG_RELOAD_FAILED, errors=[str(i) for i in issues])
+        self.notifier.ready()
+        return None
 
     async def _switch_to(self, new_config: AppConfig) -> None:
         """The new config becomes the running one: live, or after the old generation drained

@@ -38,6 +38,9 @@ class Batch:
     columns: dict[str, FloatArray] = field(default_factory=dict)
     derived: list[dict[str, Any]] = field(default_factory=list)
     replayed: bool = False  # came from a spool left by an earlier run
+    # Its place in the order sources' batches entered the pipeline (-1: not from a source now);
+    # kept by `select` and `concat` so the pipeline knows when a source's batch is taken.
+    ordinal: int = -1
     # Facts derived from the rows that several components need (the rows grouped by sensor,
     # the wire bytes), computed once per batch by whoever needs them first: see `recall`.
     memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -115,6 +118,7 @@ class Batch:
             columns={n: np.concatenate([b.columns[n] for b in batches]) for n in names},
             derived=[d for b in batches for d in b.derived],
             replayed=any(b.replayed for b in batches),
+            ordinal=min(b.ordinal for b in batches),  # conservative: taken once all of it is
         )
 
     def select(self, mask: BoolArray) -> Batch:
@@ -129,6 +133,7 @@ class Batch:
             columns={k: v.take(rows, mode="clip") for k, v in self.columns.items()},
             derived=self.derived,
             replayed=self.replayed,
+            ordinal=self.ordinal,
         )
 
     def sensor_ids(self) -> npt.NDArray[np.object_]:

@@ -1,4 +1,8 @@
-"""`ingestd run | validate | stages | tail`. Config errors exit 78 (EX_CONFIG), no traceback."""
+"""`ingestd run | validate | stages | tail`. Config errors exit 78 (EX_CONFIG), no traceback.
+
+`validate` and `run` check the same things: the file (`load_config`: every key, and the keys
+together, e.g. the worst-case memory), then the machine (`preflight`: e.g. the HTTP port free),
+so what `validate` accepts does not fail at start-up for a reason it could have said."""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from importlib import resources
 from pathlib import Path
 
 from daemon.app import Daemon
-from daemon.config import ConfigError, load_config
+from daemon.config import ConfigError, ConfigIssue, load_config
+from daemon.config.budget import total_bytes
+from daemon.config.preflight import preflight
 from daemon.manifest import manifest, render_manifest
 from daemon.tail import add_tail_arguments, run_tail
 
@@ -56,17 +62,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(path)
     except ConfigError as exc:
-        print(f"ingestd: invalid config {path}:", file=sys.stderr)
-        for issue in exc.issues:
-            print(f"  {issue}", file=sys.stderr)
-        return EX_CONFIG
+        return _invalid(path, exc.issues)
+    if issues := preflight(config):
+        return _invalid(path, issues)
     if args.command == "validate":
         print(
             f"ok: {path} ({len(config.sources)} sources, {len(config.stages)} stages, "
-            f"{len(config.sinks)} sinks)"
+            f"{len(config.sinks)} sinks; worst-case memory ~{total_bytes(config) >> 20} MiB of "
+            f"{config.daemon.memory_max_bytes >> 20})"
         )
         return EX_OK
     return Daemon(config).run()
+
+
+def _invalid(path: Path, issues: list[ConfigIssue]) -> int:
+    print(f"ingestd: invalid config {path}:", file=sys.stderr)
+    for issue in issues:
+        print(f"  {issue}", file=sys.stderr)
+    return EX_CONFIG
 
 
 def entrypoint() -> None:

@@ -111,6 +111,18 @@ class Source(Component[ConfigT]):
     def stream(self) -> AsyncIterator[Batch]:
         raise NotImplementedError
 
+    def checkpoint(self, batch: Batch) -> object | None:
+        """Called as each yielded `batch` enters the pipeline: what to hand back to `taken()`
+        once every reading of it is durably taken (a file position, the messages to ack).
+        None (the default): this source does not need to know."""
+        return None
+
+    def taken(self, mark: object) -> None:
+        """`mark`'s batch is durably taken: written by every sink, spooled and fsynced,
+        dead-lettered or filtered. Called in the order the batches were yielded, at most once
+        each; never for a batch still in flight at a forced exit. Save what identifies the
+        position here (`ctx.persist`), ack broker messages here."""
+
 
 class Stage(Component[ConfigT]):
     kind = "stage"

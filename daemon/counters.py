@@ -18,6 +18,12 @@ class Counters:
     read_failures: int = 0  # failed sensor reads with no last-known-good value (not in read)
     features: int = 0  # derived feature records emitted
     spool_corrupt: int = 0  # spool records skipped for a bad CRC, quarantined
+    # Spool data found missing (a deleted, emptied or replaced segment, a segment cut below the
+    # cursor): one per segment. Not readings: what a vanished file held is unknown.
+    spool_lost: int = 0
+    # Readings neither spooled nor delivered at a forced exit (every spool write failed): they
+    # stay in `in_flight`, the only loss allowed. Not in the identity.
+    abandoned: int = 0
 
     @property
     def in_flight(self) -> int:

@@ -26,6 +26,7 @@ from daemon.registry import Kind
 
 if TYPE_CHECKING:
     from daemon.observability.latency import LatencyHistogram
+    from daemon.state import StateStore
 
 
 def _latency_histogram() -> LatencyHistogram:
@@ -33,6 +34,13 @@ def _latency_histogram() -> LatencyHistogram:
     from daemon.observability.latency import LatencyHistogram  # noqa: PLC0415 - import cycle
 
     return LatencyHistogram()
+
+
+def _state_store(directory: str | None = None) -> StateStore:
+    # Imported on use, like the histogram: the store logs through daemon.observability.
+    from daemon.state import StateStore  # noqa: PLC0415 - import cycle
+
+    return StateStore(directory)
 
 
 @dataclass
@@ -48,10 +56,16 @@ class RunState:
     gauges: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Ages of readings when every sink acknowledged them (the end-to-end latency), whole run.
     latency: LatencyHistogram = field(default_factory=_latency_histogram)
+    # What survives a restart (next seqs, file positions), saved once durably taken.
+    store: StateStore = field(default_factory=_state_store)
 
     @classmethod
-    def fresh(cls, dead_letter_path: str) -> RunState:
-        return cls(counters=Counters(), dead_letter=DeadLetter(dead_letter_path))
+    def fresh(cls, dead_letter_path: str, state_dir: str | None = None) -> RunState:
+        return cls(
+            counters=Counters(),
+            dead_letter=DeadLetter(dead_letter_path),
+            store=_state_store(state_dir),
+        )
 
 
 class Token:
@@ -111,6 +125,16 @@ class ComponentContext:
         mine: dict[str, Any] = self._state.carry.setdefault(self.label, {})
         return mine
 
+    def restored(self, key: str) -> Any | None:
+        """What was saved under `key` (an identity: `simulated:S`, `file:/path`) by an earlier
+        run or generation, or None."""
+        return self._state.store.load(key)
+
+    def persist(self, key: str, value: Any) -> None:
+        """Save `value` under `key` for the next run. Call it only for what was durably taken
+        (from `Source.taken`), never ahead of delivery; written within `state.FLUSH_S`."""
+        self._state.store.save(key, value)
+
     def gauge(self) -> dict[str, Any]:
         """This component's gauges, read by the health report, `/metrics` and `STATUS=`."""
         gauges: dict[str, Any] = self._state.gauges.setdefault(self.label, {})
@@ -143,3 +167,8 @@ class ComponentContext:
             counters.read += len(entries)
         counters.rejected += len(entries)
         return len(entries)
+
+    def quarantine(self, reason: str, raw: Any, extra: dict[str, Any] | None = None) -> None:
+        """Keep something that is not a reading (a torn line found after a crash, a corrupt
+        state file) in the dead-letter file with the reason, without counting it."""
+        self._state.dead_letter.write_all([DeadLetterEntry(reason, self.label, raw, extra or {})])

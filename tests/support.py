@@ -29,8 +29,9 @@ class TestContext(ComponentContext):
         kind: Kind | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        state_dir: str | None = None,
     ) -> None:
-        self.state = RunState.fresh(dead_letter)
+        self.state = RunState.fresh(dead_letter, state_dir)
         self.lifetime = Lifetime()
         super().__init__(label, kind or _kind_of(label), self.state, self.lifetime, clock=clock)
 

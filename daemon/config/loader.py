@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from daemon.config import budget
+from daemon.config.budget import DEFAULT_MAX_BYTES
 from daemon.config.fields import ConfigError, ConfigIssue, Range, build
 from daemon.registry import REGISTRY, Kind
 
@@ -35,6 +37,9 @@ class DaemonConfig:
     ] = 20.0
     health_interval_s: Annotated[float, Range(gt=0), "seconds between pipeline_health"] = 10.0
     dead_letter: Annotated[str, "rejected input, one JSON line each"] = "data/dead-letter.jsonl"
+    state_dir: Annotated[
+        str, "what survives a restart: each sensor's next seq, each file source's position"
+    ] = "data/state"
     queue_batches: Annotated[
         int, Range(ge=1, le=100_000), "batches buffered between sources and stages"
     ] = 64
@@ -47,6 +52,13 @@ class DaemonConfig:
     loop_stall_s: Annotated[
         float, Range(gt=0), "event-loop lag that counts as stalled (watchdog stops feeding)"
     ] = 5.0
+    # Why a key: 2 GiB suits the VMs this runs on; a bigger machine may allow more, knowingly.
+    memory_max_bytes: Annotated[
+        int,
+        Range(ge=256 * 1024 * 1024, le=256 * 1024**3),
+        "a config whose worst-case memory estimate (daemon/config/budget.py) exceeds this is"
+        " refused",
+    ] = DEFAULT_MAX_BYTES
     http: HttpConfig = field(default_factory=HttpConfig)
 
 
@@ -76,9 +88,29 @@ class SinkResilience:
     spool_segment_bytes: Annotated[
         int, Range(ge=4096), "spool segment size before it is sealed"
     ] = 16 * 1024 * 1024
+    # Why this default: the spool shares its disk with the sink's file, the dead letters and
+    # the logs, so it may take a quarter of what is free, and never more than 1 GiB (about 20M
+    # readings: hours of outage at the default 1,000 readings/s). A fixed byte default would be
+    # too much on a small disk and too little on a big one. Full: the sources wait, no drop.
+    spool_max_bytes: Annotated[
+        int,
+        Range(ge=0),
+        "spool size cap in bytes; when reached, deliveries wait (the sources pause) until the"
+        " sink or the spool can take the batch. 0: min(1 GiB, a quarter of the free space of"
+        " the spool's file system when it opens, plus what it already holds)",
+    ] = 0
+    # Why 30 s: a batch write+flush takes milliseconds to a file or a database; a sink silent
+    # for 30 s is stuck, not slow. Longer than the 20 s shutdown_timeout_s does not matter: a
+    # drain deadline forces the write off at once.
+    write_timeout_s: Annotated[
+        float,
+        Range(gt=0),
+        "deadline of one write+flush (and of open, flush and close); past it the write is"
+        " cancelled, the breaker opens and the batch is spooled",
+    ] = 30.0
 
 
-_RESILIENCE_KEYS = {"retry", "breaker", "spool_dir", "spool_segment_bytes"}
+_RESILIENCE_KEYS = set(SinkResilience.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -135,7 +167,10 @@ def parse_config(text: str, source: str = "<string>") -> AppConfig:
         issues.append(ConfigIssue("sinks", "at least one [[sinks]] is required"))
     if issues or daemon is None:
         raise ConfigError(issues)
-    return AppConfig(daemon, tuple(sources), tuple(stages), tuple(sinks), path=source)
+    app = AppConfig(daemon, tuple(sources), tuple(stages), tuple(sinks), path=source)
+    if issues := budget.check(app):  # the keys together, once each is valid on its own
+        raise ConfigError(issues)
+    return app
 
 
 def _components(
@@ -175,6 +210,8 @@ def _components(
                     breaker=resilience.breaker,
                     spool_dir=f"data/spool/{type_name}-{i}",
                     spool_segment_bytes=resilience.spool_segment_bytes,
+                    spool_max_bytes=resilience.spool_max_bytes,
+                    write_timeout_s=resilience.write_timeout_s,
                 )
         config = build(entry.cls.Config, params, label, issues)
         if config is not None and (kind != "sink" or resilience is not None):

@@ -23,6 +23,7 @@ import numpy as np
 
 from daemon.counters import Counters
 from daemon.observability.latency import LatencyWindow
+from daemon.observability.logging import dropped_lines
 from daemon.observability.looplag import LoopLagMonitor, rss_bytes
 from daemon.runtime import RunState
 
@@ -220,6 +221,7 @@ class HealthReporter:
             "e2e_latency_run_ms": self.state.latency.stats().as_ms(),
             "rss_mb": round(rss_bytes() / 2**20, 1),
             "uptime_s": round(self._clock() - self._started, 1),
+            "log_dropped": dropped_lines(),  # log lines a blocked stdout or log disk lost
             "gauges": self.state.gauges,
         }
 

@@ -1,8 +1,7 @@
 """structlog configured once: one JSON object per line, to stdout (journald) or a file.
 
 Every line is `{"timestamp": "...Z", "level": ..., "logger": ..., "event": ..., **fields}`,
-rendered by orjson and written with a single write per line, so `tail -f` and journald see whole
-lines at once and never a partial one.
+rendered by orjson and written whole, so `tail -f` and journald never see a partial line.
 
 Why these pieces:
 - Level filtering is `structlog.make_filtering_bound_logger`: a disabled level is a method that
@@ -11,9 +10,9 @@ Why these pieces:
   `log_level` anyway, every logger is an instance of one class (`_LevelledLogger`) whose single
   base is swapped for the filtering class of the new level: cached loggers follow at once, and
   the hot path stays a plain method lookup.
-- Output goes through one process-wide `LogSink`. `reopen()` opens the file by name *before*
-  closing the old handle and swaps them under a lock, so after logrotate's rename + create no
-  line is lost (lines written before the swap land in the renamed file) or written twice.
+- Output goes through one process-wide `LogSink` (logsink.py): a log call never blocks, not
+  even on a stdout nobody reads (lines are queued, and past a bound dropped and counted), and
+  `reopen()` after logrotate's rename + create loses and duplicates no line.
 - The standard library's `logging` (asyncio, third-party clients) and uncaught exceptions are
   routed through the same renderer, with the traceback in one `exception` field: nothing else
   reaches stdout.
@@ -21,123 +20,24 @@ Why these pieces:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
-import os
 import sys
 import threading
-from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import orjson
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
 from daemon.observability import events
+from daemon.observability.logsink import LogSink
 
 _ORJSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
-
-class LogSink:
-    """Where rendered lines go: stdout (looked up per write, so a swapped `sys.stdout` is
-    honoured) or a file opened for append. Thread-safe; never raises on write."""
-
-    def __init__(self, path: str = "") -> None:
-        self._lock = threading.Lock()
-        self.path = path
-        self._fh: IO[bytes] | None = _open_append(path) if path else None
-        self._closed = False
-        self.failed_writes = 0
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def write(self, line: bytes) -> None:
-        """Write one rendered line. A logging call must never break the caller (a full log
-        disk must not stop the pipeline): a failed write goes to fd 2 as a last resort, or is
-        dropped and counted in `failed_writes`."""
-        try:
-            with self._lock:
-                if self._fh is not None:
-                    _write_whole(self._fh, line)
-                    return
-            # stdout mode, or a line logged after the file was closed (e.g. from atexit).
-            _write_stream(sys.stderr if self._closed else sys.stdout, line)
-        except (OSError, ValueError):
-            self.failed_writes += 1
-            with contextlib.suppress(OSError):
-                os.write(2, line)
-
-    def reopen(self) -> None:
-        """Reopen the file by name (after logrotate renamed it). No-op in stdout mode.
-
-        Call it from the event loop (`loop.add_signal_handler`) or any thread, never from a
-        `signal.signal` handler: that could interrupt a write holding the lock."""
-        if self.path and not self._closed:
-            self.retarget(self.path)
-
-    def retarget(self, path: str) -> None:
-        """Switch to `path` (stdout for ""), e.g. for a reload that changes `log_file`. If it
-        cannot be opened, keep writing where we were and say so: losing the log is worse."""
-        try:
-            new = _open_append(path) if path else None
-        except OSError as exc:
-            structlog.get_logger(__name__).error(
-                events.LOG_REOPEN_FAILED, path=path, error=str(exc)
-            )
-            return
-        with self._lock:
-            old, self._fh, self.path, self._closed = self._fh, new, path, False
-        if old is not None:
-            old.close()
-
-    def reconfigure(self, level: str, log_file: str) -> LogSink:
-        """Apply a reloaded `[daemon] log_level` / `log_file`; returns the (same) sink."""
-        return reconfigure(level, log_file)
-
-    def close(self) -> None:
-        """Close the file (later lines go to stderr); in stdout mode just flush."""
-        with self._lock:
-            old, self._fh, self._closed = self._fh, None, bool(self.path)
-        if old is not None:
-            old.close()
-        else:
-            sys.stdout.flush()
-
-
-def _write_whole(fh: IO[bytes], line: bytes) -> None:
-    """All of `line` or none of it: a short write (file size limit, full disk) is completed or
-    cut off again, so the next line never lands glued to a fragment."""
-    done = 0
-    try:
-        while done < len(line):
-            done += fh.write(line[done:])
-    except OSError:
-        if done:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fh.fileno(), fh.tell() - done)
-        raise
-
-
-def _write_stream(stream: IO[str], line: bytes) -> None:
-    buffer = getattr(stream, "buffer", None)
-    if buffer is not None:
-        buffer.write(line)
-        buffer.flush()
-    else:
-        stream.write(line.decode("utf-8", "replace"))
-        stream.flush()
-
-
-def _open_append(path: str) -> IO[bytes]:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    # Unbuffered + O_APPEND: each line is one write(2), visible at once, never interleaved.
-    return p.open("ab", buffering=0)
+__all__ = ["LEVELS", "LogSink", "configure_logging", "dropped_lines", "reconfigure"]
 
 
 class _LineLogger:
@@ -155,6 +55,14 @@ class _LineLogger:
 
 
 _SINK = LogSink()
+
+
+def dropped_lines() -> int:
+    """Log lines dropped so far because their destination did not take them (for the health
+    report and the shutdown summary)."""
+    return _SINK.dropped
+
+
 _LOGGERS: dict[str, _LineLogger] = {}
 _LevelledLogger: type[Any] = type(
     "_LevelledLogger", (structlog.make_filtering_bound_logger("info"),), {}

@@ -8,9 +8,11 @@ from daemon.resilience.breaker import (
     CircuitOpenError,
 )
 from daemon.resilience.codec import PayloadError, decode_batch, encode_batch
-from daemon.resilience.guarded import Delivery, GuardedSink
+from daemon.resilience.copies import SpoolCopies
+from daemon.resilience.guarded import GuardedSink
+from daemon.resilience.parking import Delivery
 from daemon.resilience.retry import backoff_delay, fast_retries, is_testing, retry_call, set_testing
-from daemon.resilience.spool import Spool, SpooledBatch
+from daemon.resilience.spool import Spool, SpooledBatch, SpoolFull
 
 __all__ = [
     "AsyncCircuitBreaker",
@@ -21,6 +23,8 @@ __all__ = [
     "GuardedSink",
     "PayloadError",
     "Spool",
+    "SpoolCopies",
+    "SpoolFull",
     "SpooledBatch",
     "backoff_delay",
     "decode_batch",

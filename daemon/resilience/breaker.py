@@ -103,6 +103,12 @@ class CircuitBreaker:
         elif self._state == "half_open":
             self._open()
 
+    def trip(self) -> None:
+        """Open now, whatever the count: the sink is stuck (a write ran past its deadline), not
+        flaky, and another try would only wait as long again."""
+        if self._state != "open":
+            self._open()
+
     def release(self) -> None:
         """An allowed call ended without a verdict: free the half-open probe slot."""
         if self._state == "half_open":

@@ -10,11 +10,14 @@ to the other one — the previous position, which at worst redelivers the record
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from daemon.durable import fsync_dir
 
@@ -22,6 +25,8 @@ _SLOT = struct.Struct("<4sQQQ")
 _CRC = struct.Struct("<I")
 _SLOT_SIZE = _SLOT.size + _CRC.size
 _MAGIC = b"CUR1"
+
+CursorStatus = Literal["missing", "unreadable", "intact"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +42,20 @@ class CursorFile:
         self.path = path
         self._fd: int | None = None
         self._generation = 0
+        self.status: CursorStatus = "missing"
 
-    def load(self) -> Position:
-        """The newest intact position on disk, or (0, 0) when there is none."""
+    def load(self) -> Position | None:
+        """The newest intact position on disk, or None when there is none; `status` says
+        why: "missing" (no file: a new spool), "unreadable" (no intact slot, or not a regular
+        file: the caller must not trust any position) or "intact"."""
+        self.status = "missing"
         try:
-            data = self.path.read_bytes()
+            data = _read_small(self.path, 2 * _SLOT_SIZE)
         except FileNotFoundError:
-            return Position(0, 0)
+            return None
+        except OSError:
+            self.status = "unreadable"
+            return None
         best: tuple[int, Position] | None = None
         for i in range(2):
             slot = data[i * _SLOT_SIZE : (i + 1) * _SLOT_SIZE]
@@ -56,7 +68,9 @@ class CursorFile:
             if magic == _MAGIC and (best is None or generation > best[0]):
                 best = (generation, Position(segment, offset))
         if best is None:
-            return Position(0, 0)
+            self.status = "unreadable" if data else "missing"
+            return None
+        self.status = "intact"
         self._generation = best[0]
         return best[1]
 
@@ -64,7 +78,11 @@ class CursorFile:
         """Durably record `position` (one pwrite + fsync)."""
         if self._fd is None:
             created = not self.path.exists()
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(errno.EINVAL, "not a regular file", str(self.path))
+            self._fd = fd
             if created:
                 fsync_dir(self.path.parent)
         self._generation += 1
@@ -77,3 +95,15 @@ class CursorFile:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _read_small(path: Path, limit: int) -> bytes:
+    """Up to `limit` bytes of the regular file `path`; never blocks on a FIFO or a device
+    (O_NONBLOCK, then the type is checked on the open descriptor)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return os.pread(fd, limit, 0)
+    finally:
+        os.close(fd)

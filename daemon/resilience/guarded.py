@@ -8,15 +8,24 @@ one object decides, per batch, between writing, replaying and spooling:
 2. Older batches in the spool → replay them first (the first one is the half-open probe); if that
    fails, the new batch is spooled behind them. A new batch never overtakes a spooled one.
 3. Breaker open → spool at once (fail fast).
-4. Otherwise write + flush with retries, through the breaker; retries exhausted → a breaker
-   failure, and the batch is spooled. A `PermanentSinkError` is "rejected" (the topology
-   dead-letters it) and says nothing about the sink's health.
+4. Otherwise write + flush with retries, through the breaker, each try within `write_timeout_s`
+   (`attempt.py`); retries exhausted → a breaker failure, a timeout → the breaker opens; either
+   way the batch is spooled. A `PermanentSinkError` is "rejected" (the topology dead-letters it)
+   and says nothing about the sink's health.
+
+When the spool cannot take the batch (its cap, a full disk, any write error) the batch is neither
+dropped nor counted: `deliver` waits — the sink loop awaits it, so the stages and the sources
+pause — and keeps trying the sink (replay first) and the spool, with backoff, until one takes it.
+At a forced exit with nowhere to put it, it is `abandoned`: the only loss (`parking.py`).
+
+A thread blocked in the kernel (a sink's aiofiles write to a FIFO nobody reads) cannot be
+stopped by anyone: the deadline returns the delivery on time, but the thread stays blocked in the
+loop's default executor, so the process must not wait for that executor at exit (`attempt.py`).
 
 The topology counts the outcome of new batches; this class counts what replays deliver (see
-`_settle`). One coroutine works at a time (an asyncio.Lock), so the timer-driven `maybe_replay`
-cannot interleave with `deliver`. fsync-bound spool calls run in a worker thread so a slow disk
-does not stall the event loop. With the breaker closed and the spool empty, `deliver` is the sink
-write plus a lock, a few attribute checks and one `retry_call` frame.
+`replay.settle`), once per reading whatever the number of sinks (`copies.py`). One coroutine
+works at a time (an asyncio.Lock), so the timer-driven `maybe_replay` cannot interleave with
+`deliver`.
 """
 
 from __future__ import annotations
@@ -24,48 +33,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 from daemon.batch import Batch
 from daemon.components import PermanentSinkError, Sink, SinkError
 from daemon.config.loader import SinkResilience
-from daemon.deadletter import DeadLetterEntry
 from daemon.observability import events
+from daemon.resilience.attempt import Forced, SinkCalls, WriteTimeout
 from daemon.resilience.breaker import (
     AsyncCircuitBreaker,
     BreakerState,
     CircuitBreaker,
     CircuitOpenError,
 )
-from daemon.resilience.codec import encode_batch
-from daemon.resilience.retry import retry_call
-from daemon.resilience.spool import Spool, SpooledBatch
+from daemon.resilience.copies import SpoolCopies
+from daemon.resilience.parking import WRITTEN, Delivery, Parker, SpoolIO, reason_of
+from daemon.resilience.replay import ReplayRuns, dead_letter, settle
+from daemon.resilience.spool import Spool
 from daemon.runtime import Lifetime, RunState
 
 _CARRY_KEY = "resilience.spool_own_from"  # RunState.carry entry: {spool dir: first own segment}
-
-Outcome = Literal["written", "spooled", "rejected"]
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    outcome: Outcome
-    reason: str | None = None
-
-
-WRITTEN = Delivery("written")
-SPOOLED = Delivery("spooled")
-
-
-@dataclass(slots=True)
-class _ReplayRun:
-    """What one replay run delivered, per origin (inherited from an earlier run or not)."""
-
-    batches: int = 0
-    readings: int = 0
-    rejected: int = 0
 
 
 class GuardedSink:
@@ -84,9 +72,11 @@ class GuardedSink:
         self.log = sink.ctx.log
         self._state = state
         self._force = lifetime.force
-        self._retry = resilience.retry
-        self._sleep = sleep
+        self._calls = SinkCalls(
+            sink, resilience.retry, resilience.write_timeout_s, self._force, sleep
+        )
         self._clock = clock
+        self._attempts = resilience.retry.attempts
         self._breaker = CircuitBreaker(
             resilience.breaker.failure_threshold,
             resilience.breaker.reset_timeout_s,
@@ -103,7 +93,11 @@ class GuardedSink:
             log=self.log,
             label=self.label,
             own_from=own.get(resilience.spool_dir),
+            max_bytes=resilience.spool_max_bytes,
+            deferred=True,
         )
+        self._io = SpoolIO(self._spool, self.log, self.label, clock, self._publish)
+        self._parker = Parker(self._io, self._calls, self._guard, self._force, self._try_sink)
         self._lock = asyncio.Lock()
         self._unavailable_since: float | None = None
 
@@ -120,19 +114,20 @@ class GuardedSink:
     async def open(self) -> None:
         """Open the sink and the spool, then replay what an earlier run left, before new data.
 
-        A sink that cannot open yet (its server down, its path unusable) does not stop the
-        daemon: its writes fail, the breaker opens, and the spool takes the data."""
+        A sink that cannot open yet (its server down, its path unusable, an open that hangs
+        past `write_timeout_s`) does not stop the daemon: its writes fail, the breaker opens,
+        and the spool takes the data. Nothing in the spool directory stops it either."""
         try:
-            await self.sink.open()
+            await self._calls.bounded(self.sink.open(), "open")
+        except Forced:
+            pass  # the spool still opens: a forced exit's in-flight batches go there
         except SinkError as exc:
-            self.log.warning(
-                events.SINK_WRITE_FAILED, sink=self.label, error=repr(exc), during="open"
-            )
-        await asyncio.to_thread(self._spool.open)
+            self._write_failed(exc, during="open")
+        await self._io.run(self._spool.open)
         self._state.carry[_CARRY_KEY][self._spool_dir] = self._spool.own_from
         self._publish()
         async with self._lock:
-            if self._spool.pending_bytes:
+            if self._spool.pending_bytes and not self._force.is_set():
                 await self._replay()
 
     async def flush(self) -> None:
@@ -140,45 +135,35 @@ class GuardedSink:
         logged, not raised: what it held was counted written and the sink said so."""
         async with self._lock:
             try:
-                await self.sink.flush()
+                await self._calls.bounded(self.sink.flush(), "flush", cut_by_force=False)
             except SinkError as exc:
-                self.log.warning(
-                    events.SINK_WRITE_FAILED, sink=self.label, error=repr(exc), during="flush"
-                )
+                self._write_failed(exc, during="flush")
 
     async def close(self) -> None:
-        """Seal the spool, close it and the sink. Pending batches stay spooled."""
+        """Seal the spool, close it and the sink (within the deadline). Pending batches stay."""
         async with self._lock:
             try:
-                await asyncio.to_thread(self._spool.close)
+                await self._io.run(self._spool.close)
             finally:
-                await self.sink.close()
-            self._publish()
+                try:
+                    await self._calls.bounded(self.sink.close(), "close", cut_by_force=False)
+                except SinkError as exc:
+                    self.log.warning(events.SINK_CLOSE_FAILED, sink=self.label, error=repr(exc))
+                self._calls.close()
+                self._io.shutdown()
+                self._publish()
 
     # -- the topology's calls ----------------------------------------------------------------
 
-    async def deliver(self, batch: Batch) -> Delivery:
-        """Write, spool or reject `batch`; never raises SinkError."""
+    async def deliver(self, batch: Batch, copies: SpoolCopies | None = None) -> Delivery:
+        """Write, spool or reject `batch` (abandon it only at a forced exit with no room
+        anywhere); never raises SinkError. `copies`: shared by the fan-out's sinks."""
         async with self._lock:
-            if self._force.is_set():
-                return await self._park(batch)
-            if self._spool.pending_bytes and not await self._replay():
-                return await self._park(batch)
-            try:
-                await self._guard.call(partial(self._write_retrying, batch))
-            except CircuitOpenError:
-                return await self._park(batch)
-            except PermanentSinkError as exc:
-                return Delivery("rejected", _reason(exc))
-            except SinkError as exc:
-                self.log.warning(
-                    events.SINK_WRITE_FAILED,
-                    sink=self.label,
-                    error=repr(exc),
-                    attempts=self._retry.attempts,
-                )
-                return await self._park(batch)
-            return WRITTEN
+            if not self._force.is_set():
+                taken = await self._try_sink(batch)
+                if taken is not None:
+                    return taken
+            return await self._parker.park(batch, copies)
 
     async def maybe_replay(self) -> bool:
         """Replay if the spool holds batches and the breaker allows; True when the spool is
@@ -192,99 +177,57 @@ class GuardedSink:
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _write_once(self, batch: Batch) -> None:
-        await self.sink.write(batch)
-        await self.sink.flush()
-
-    async def _write_retrying(self, batch: Batch) -> None:
-        r = self._retry
-        await retry_call(
-            partial(self._write_once, batch),
-            attempts=r.attempts,
-            base_delay_s=r.base_delay_s,
-            max_delay_s=r.max_delay_s,
-            jitter=r.jitter,
-            sleep=self._sleep,
-        )
-
-    async def _park(self, batch: Batch) -> Delivery:
-        """Spool a new batch. If even the spool fails (disk full), reject it with the reason so
-        it reaches the dead-letter file rather than vanishing."""
-        payload = encode_batch(batch)
+    async def _try_sink(self, batch: Batch) -> Delivery | None:
+        """Replay what waits, then write `batch`: written or rejected; None when the sink
+        cannot take it now (spool it)."""
+        if self._spool.pending_bytes and not await self._replay():
+            return None
         try:
-            await asyncio.to_thread(self._spool.append_payload, payload)
-        except OSError as exc:
-            return Delivery("rejected", f"sink unavailable and spool write failed: {exc}")
-        finally:
-            self._publish()
-        return SPOOLED
+            await self._guard.call(partial(self._calls.write, batch))
+        except (CircuitOpenError, Forced):
+            return None
+        except PermanentSinkError as exc:
+            return Delivery("rejected", reason_of(exc))
+        except SinkError as exc:
+            self._write_failed(exc, attempts=self._attempts)
+            return None
+        return WRITTEN
 
     async def _replay(self) -> bool:
         """Deliver spooled batches oldest first until the spool is empty (True) or the sink
         fails or the breaker refuses (False). Emits one `spool_replayed` per origin."""
-        runs = {True: _ReplayRun(), False: _ReplayRun()}
+        runs = ReplayRuns()
         try:
-            while (item := self._spool.peek()) is not None:
-                if self._force.is_set():
-                    return False
-                run = runs[item.inherited]
+            while not self._force.is_set():
+                if await self._io.run(self._spool.load_head) is None:
+                    return True
+                item = self._spool.peek()
+                assert item is not None  # loaded just now
                 rejected = False
                 try:
-                    await self._guard.call(partial(self._write_retrying, item.batch))
-                except CircuitOpenError:
+                    await self._guard.call(partial(self._calls.write, item.batch))
+                except (CircuitOpenError, Forced):
                     return False
                 except PermanentSinkError as exc:
-                    self._dead_letter(item, _reason(exc))
+                    dead_letter(self._state, self.label, item, reason_of(exc))
                     rejected = True
-                    run.rejected += item.readings
                 except SinkError as exc:
-                    self.log.warning(
-                        events.SINK_WRITE_FAILED, sink=self.label, error=repr(exc), replay=True
-                    )
+                    self._write_failed(exc, replay=True)
                     return False
-                else:
-                    run.batches += 1
-                    run.readings += item.readings
-                await asyncio.to_thread(self._spool.ack, item)
-                self._settle(item, rejected=rejected)
-            return True
+                await self._io.run(self._spool.ack, item)
+                runs.add(item, rejected=rejected)
+                settle(self._state.counters, item, rejected=rejected)
+            return False
         finally:
-            self._report(runs)
+            runs.report(self.log, self.label)
             self._publish()
 
-    def _settle(self, item: SpooledBatch, *, rejected: bool) -> None:
-        """Count a replayed batch the sink acknowledged or refused (already dead-lettered).
-
-        Inherited (an earlier run spooled it): it enters this run now — `replayed` — and leaves
-        as `written` or `rejected`. Spooled in this run: it was counted `spooled` already; a
-        delivery adds `unspooled`, a refusal nothing."""
-        counters = self._state.counters
-        n = item.readings
-        if item.inherited:
-            counters.replayed += n
-            if rejected:
-                counters.rejected += n
-            else:
-                counters.written += n
-        elif not rejected:
-            counters.unspooled += n
-
-    def _dead_letter(self, item: SpooledBatch, reason: str) -> None:
-        self._state.dead_letter.write_all(
-            DeadLetterEntry(reason, self.label, record) for record in item.batch.to_records()
-        )
-
-    def _report(self, runs: dict[bool, _ReplayRun]) -> None:
-        for inherited, run in runs.items():
-            if run.batches or run.rejected:
-                self.log.info(
-                    events.SPOOL_REPLAYED,
-                    sink=self.label,
-                    batches=run.batches,
-                    readings=run.readings,
-                    rejected=run.rejected,
-                    inherited=inherited,
-                )
+    def _write_failed(self, exc: SinkError, **fields: Any) -> None:
+        if isinstance(exc, WriteTimeout):
+            self._breaker.trip()
+            self.log.warning(events.SINK_WRITE_TIMEOUT, sink=self.label, error=str(exc), **fields)
+        else:
+            self.log.warning(events.SINK_WRITE_FAILED, sink=self.label, error=repr(exc), **fields)
 
     def _on_breaker_change(self, frm: BreakerState, to: BreakerState) -> None:
         if frm == "closed":
@@ -301,8 +244,5 @@ class GuardedSink:
         gauge["spool_pending"] = self._spool.pending_readings
         gauge["spool_batches"] = self._spool.pending_batches
         gauge["spool_bytes"] = self._spool.pending_bytes
+        gauge["spool_full"] = int(self._io.blocked)
         gauge["open_since"] = self._unavailable_since
-
-
-def _reason(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__

@@ -20,13 +20,17 @@ from daemon.observability.health import StageStats
 from daemon.resilience import GuardedSink
 from daemon.topology.fanout import FanOut
 from daemon.topology.memory import freeze_long_lived
+from daemon.topology.receipts import Receipts
 from daemon.wire.ahead import EncodeAhead
 
 BatchQueue = asyncio.Queue[Batch | None]
 
 
-async def pump(sources: list[Source[Any]], queue: BatchQueue, counters: Counters) -> None:
-    """Run every source into `queue`; put the end-of-stream marker when all have ended."""
+async def pump(
+    sources: list[Source[Any]], queue: BatchQueue, counters: Counters, receipts: Receipts
+) -> None:
+    """Run every source into `queue`, numbering each batch for its receipt; put the
+    end-of-stream marker when all have ended."""
 
     async def drain(source: Source[Any]) -> None:
         first = True
@@ -34,6 +38,7 @@ async def pump(sources: list[Source[Any]], queue: BatchQueue, counters: Counters
             if first:  # the source's tasks and state exist now: long-lived (memory.py)
                 freeze_long_lived()
                 first = False
+            receipts.issue(source, batch)
             await queue.put(batch)
             # Counted once queued, not before: a put cancelled by a forced stop never read it.
             # Nothing can take it off the queue before this line runs (no await in between).
@@ -55,7 +60,7 @@ def chain(
     return stream
 
 
-async def sink_loop(stream: AsyncIterator[Batch], fanout: FanOut) -> None:
+async def sink_loop(stream: AsyncIterator[Batch], fanout: FanOut, receipts: Receipts) -> None:
     """Deliver each batch while the stages prepare the next one. One delivery is in flight
     at a time, so order, backpressure and every count are as if each were awaited in turn;
     but a delivery that waits on another thread or process (the file write, the encoder
@@ -65,7 +70,7 @@ async def sink_loop(stream: AsyncIterator[Batch], fanout: FanOut) -> None:
         async for batch in stream:
             if delivering is not None:
                 await delivering
-            delivering = asyncio.create_task(fanout.deliver(batch))
+            delivering = asyncio.create_task(_deliver(fanout, batch, receipts))
             # Let it run up to its first real wait (the write, the encoder process) now:
             # pulling the next batch through the stages need not yield to the loop at all.
             await asyncio.sleep(0)
@@ -78,6 +83,13 @@ async def sink_loop(stream: AsyncIterator[Batch], fanout: FanOut) -> None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await delivering
                 raise
+
+
+async def _deliver(fanout: FanOut, batch: Batch, receipts: Receipts) -> None:
+    if await fanout.deliver(batch):
+        receipts.delivered(batch)
+    else:  # abandoned at a forced exit: neither it nor anything after it is taken
+        receipts.close()
 
 
 def encoder_ahead(sinks: list[GuardedSink]) -> EncodeAhead | None:

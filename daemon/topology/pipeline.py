@@ -33,6 +33,7 @@ from daemon.config import AppConfig
 from daemon.observability import events
 from daemon.observability.health import StageStats
 from daemon.runtime import Lifetime, RunState
+from daemon.state import FLUSH_S as STATE_FLUSH_S
 from daemon.topology.build import Components, build_components
 from daemon.topology.fanout import FanOut
 from daemon.topology.flow import (
@@ -44,6 +45,7 @@ from daemon.topology.flow import (
     until_done_or_set,
 )
 from daemon.topology.memory import keep_freed_memory, thaw_long_lived
+from daemon.topology.receipts import Receipts
 
 log = structlog.get_logger("pipeline")
 
@@ -155,13 +157,16 @@ class Pipeline:
         self.queue = asyncio.Queue(maxsize=self.config.daemon.queue_batches)
         ahead = encoder_ahead(comps.sinks)
         stream: AsyncIterator[Any] = chain(self.queue, comps.stages, self.stage_stats)
+        receipts = Receipts()
         pumping = asyncio.create_task(
-            pump(comps.sources, self.queue, self.state.counters), name="sources"
+            pump(comps.sources, self.queue, self.state.counters, receipts), name="sources"
         )
         delivering = asyncio.create_task(
-            sink_loop(ahead.stream(stream) if ahead else stream, self.fanout), name="sinks"
+            sink_loop(ahead.stream(stream) if ahead else stream, self.fanout, receipts),
+            name="sinks",
         )
         replayer = asyncio.create_task(self._replay_when_idle(), name="idle-replay")
+        saver = asyncio.create_task(self._save_state_periodically(), name="state")
         self._enter("running")
         try:
             await until_done_or_set(pumping, self.lifetime.stop, delivering)
@@ -170,11 +175,12 @@ class Pipeline:
             async with self._phase("drain_stages"):
                 await self._bounded(delivering)
             delivering.result()  # a stage's or a sink loop's error first: it ended the flow
-            pumping.result()  # then a source's, raised once all it read was delivered
+            receipts.settle_all()  # everything read was delivered (a source may have failed)
+            pumping.result()  # then a source's error, raised once all it read was delivered
         finally:
-            for task in (replayer, pumping, delivering):
+            for task in (replayer, saver, pumping, delivering):
                 task.cancel()
-            await asyncio.gather(replayer, pumping, delivering, return_exceptions=True)
+            await asyncio.gather(replayer, saver, pumping, delivering, return_exceptions=True)
             if ahead is not None:
                 await ahead.close()
 
@@ -188,6 +194,7 @@ class Pipeline:
                 await self._until_forced(component.close(), "close", grace=True)
             for guarded in sinks:
                 await self._until_forced(guarded.close(), "close", grace=True)
+            await self._until_forced(self._save_state(), "close", grace=True)
 
     # -- bounded waiting -------------------------------------------------------------------
     async def _bounded(self, task: asyncio.Task[None]) -> None:
@@ -253,6 +260,18 @@ class Pipeline:
                 forced=self.lifetime.force.is_set(),
                 in_flight=self.state.counters.in_flight,
             )
+
+    async def _save_state(self) -> None:
+        if self.state.store.dirty:
+            await asyncio.to_thread(self.state.store.flush)
+
+    async def _save_state_periodically(self) -> None:
+        """What sources saved as taken reaches `state_dir` within `FLUSH_S`; dead letters a
+        refused write left waiting are tried again as often."""
+        while True:
+            await asyncio.sleep(STATE_FLUSH_S)
+            await self._save_state()
+            self.state.dead_letter.retry()
 
     async def _replay_when_idle(self) -> None:
         while True:

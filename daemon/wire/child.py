@@ -4,7 +4,8 @@ The child is forked (~7 ms; a forkserver or spawn start is 0.3-0.5 s of imports)
 encoder, its tables (warmed just before: `encode.warm_up`) and the sensor table already. Signals
 are blocked around the fork and ignored in the child; it keeps no inherited descriptor but its
 pipe and exits when that closes, so a SIGTERM to the whole process group reaches the daemon's
-handlers once, and a dead daemon leaves no encoder behind.
+handlers once, and a dead daemon leaves no encoder behind: the pipe's EOF ends it, and so does
+the kernel's SIGKILL when the daemon dies (`daemon.lifeline`), even mid-batch.
 
 Per batch the daemon has copied the columns into a shared input slot; a small message (the slot,
 the columns' layout, the sensors interned since the last batch, derived records) goes over the
@@ -30,6 +31,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from daemon import lifeline
 from daemon.batch import Batch
 from daemon.sensors import SENSORS
 from daemon.wire.encode import encode_batch
@@ -67,6 +69,7 @@ class EncoderChild:
         process = ctx.Process(
             target=_serve,
             args=(child, parent, self._shared, self._output, self._slot_bytes),
+            kwargs={"daemon_pid": os.getpid()},
             name="ingestd-encoder",
             daemon=True,
         )
@@ -163,13 +166,20 @@ def copy_in(batch: Batch, shared: mmap.mmap, base: int, room: int) -> Layout | N
 
 
 def _serve(
-    conn: Connection, parents_end: Connection, shared: mmap.mmap, output: mmap.mmap, slot: int
+    conn: Connection,
+    parents_end: Connection,
+    shared: mmap.mmap,
+    output: mmap.mmap,
+    slot: int,
+    *,
+    daemon_pid: int,
 ) -> None:
     """The child: encode what arrives, in order, until the pipe closes; then leave at once
     (`os._exit`): returning into multiprocessing would flush the stdio buffers it inherited
     from the daemon (a log line written twice) and print any traceback to the daemon's stderr.
     A failure ends the child; the daemon sees its pipe close and replaces it."""
     try:
+        lifeline.die_with_parent(daemon_pid)
         _encode_until_closed(conn, parents_end, shared, output, slot)
     except BaseException:  # nothing may escape into the daemon's streams
         os._exit(1)

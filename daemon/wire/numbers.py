@@ -14,7 +14,9 @@ spacing of floats (below 2**32 it is under 1e-6), so no other decimal of at most
 to x, nor any with fewer digits: the shortest round-trip text, which orjson prints, is the grid
 decimal without its trailing zeros (one kept after the point), in positional notation (orjson
 uses exponents below 1e-5). Integers are exact below 1e15. Anything else (NaN, infinities, finer
-floats) is printed by orjson itself and patched in, so the text is always orjson's.
+floats) is printed by orjson itself and patched in, so the text is always orjson's, with one
+exception on purpose: -0.0 prints as `0.0` (it equals 0, and a window that rounds to zero must
+not read as negative), on every path (`x + 0.0` before orjson, `x < 0` for the minus sign).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def number_field(column: npt.ArrayLike) -> Field:
             size = np.abs(units).astype(np.int64)
             exact = units / 1e6 == x  # on the grid (NaN and infinities are not)
             exact &= ((size - _MIN_UNITS).view(np.uint64) < _MAX_UNITS) | (size == 0)
-        negative = np.signbit(x)
+        negative = x < 0  # not signbit: -0.0 prints as 0.0
         if exact.all():
             exact = None
         elif np.count_nonzero(exact) < x.shape[0] // 2:  # mostly finer floats: orjson for all
@@ -71,15 +73,16 @@ def number_field(column: npt.ArrayLike) -> Field:
     if exact is None:
         return Field(pieces, width)
     rows = np.flatnonzero(~exact)
-    text = orjson_text(np.ascontiguousarray(x[rows]))
+    rest = x[rows]  # a contiguous copy
+    text = orjson_text(rest if ints else rest + 0.0)
     if text.shape[1] > width:
         pieces.append((0, text.shape[1] - width))
     return Field(pieces, max(width, text.shape[1]), (rows, text))
 
 
 def _orjson_field(x: npt.NDArray[np.generic]) -> Field:
-    """orjson's text of every number, cut at the commas into 8-byte pieces."""
-    text = orjson_text(x)
+    """orjson's text of every number, cut at the commas into 8-byte pieces (-0.0 as 0.0)."""
+    text = orjson_text(np.add(x, 0.0))
     width = text.shape[1]
     words = np.zeros((x.shape[0], -(-width // 8) * 8), dtype=np.uint8)
     words[:, :width] = text

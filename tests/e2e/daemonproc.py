@@ -46,6 +46,7 @@ def write_config(
         "shutdown_timeout_s": shutdown_timeout_s,
         "health_interval_s": health_interval_s,
         "dead_letter": str(tmp / "dead-letter.jsonl"),
+        "state_dir": str(tmp / "ingestd-state"),
     }
     if http is not None:
         daemon["http"] = http

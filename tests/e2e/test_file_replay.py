@@ -32,7 +32,10 @@ def test_file_replay_dead_letters_bad_lines_and_delivers_the_rest(
     cfg = configs.write(
         tmp_path / "replay.toml",
         {
-            "daemon": {"dead_letter": str(tmp_path / "dead.jsonl")},
+            "daemon": {
+                "dead_letter": str(tmp_path / "dead.jsonl"),
+                "state_dir": str(tmp_path / "state"),
+            },
             "sources": [{"type": "file", "path": str(src)}],
             "stages": [{"type": "moving_average", "window": 3}],
             "sinks": [

@@ -59,7 +59,11 @@ def config(tmp: Path, stages: list[configs.Table]) -> Path:
         }
 
     doc = {
-        "daemon": {"health_interval_s": 1.0, "dead_letter": str(tmp / "dead-letter.jsonl")},
+        "daemon": {
+            "health_interval_s": 1.0,
+            "dead_letter": str(tmp / "dead-letter.jsonl"),
+            "state_dir": str(tmp / "state"),
+        },
         "sources": [sensors("lab-", LAB), sensors("rig-", RIG)],
         "stages": stages,
         "sinks": [{"type": "jsonl", "path": str(tmp / "out.jsonl"), "spool_dir": str(tmp / "sp")}],

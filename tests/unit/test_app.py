@@ -67,6 +67,7 @@ def write_config(
 [daemon]
 log_file = "{tmp}/daemon.log"
 dead_letter = "{tmp}/dead-letter.jsonl"
+state_dir = "{tmp}/state"
 shutdown_timeout_s = {shutdown_timeout_s}
 reload_timeout_s = {reload_timeout_s}
 health_interval_s = {health_interval_s}

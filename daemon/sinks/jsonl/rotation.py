@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from daemon.durable import fsync_dir
+
 
 def rotated_path(path: Path, n: int) -> Path:
     """`<path>.<n>`, beside `path`."""
@@ -41,4 +43,13 @@ def rotate(path: Path, after: int) -> int:
     while rotated_path(path, n).exists():
         n += 1
     path.rename(rotated_path(path, n))
+    return n
+
+
+def seal(path: Path, after: int | None, *, sync_dir: bool) -> int:
+    """`rotate` after `after` (None: after the highest on disk), the rename made durable when
+    `sync_dir`; return the new n."""
+    n = rotate(path, highest_rotation(path) if after is None else after)
+    if sync_dir:
+        fsync_dir(path.parent)
     return n

@@ -6,18 +6,28 @@ Guarantees, and why they are cheap:
 - One `write` per batch of the whole encoded batch (aiofiles, unbuffered): when `write()`
   returns, the bytes are in the OS file, so a crash of the daemon loses nothing acknowledged.
   A write that fails half-way is truncated back to the previous end of file, so the retry that
-  follows does not leave a torn line behind.
-- fsync (the expensive part) follows `fsync`: every batch, at most every `fsync_interval_s`,
-  or never. The resilience wrapper calls `flush()` after every write, so `flush()` applies the
-  policy rather than forcing an fsync each time; `sync()` forces one, and `close()` syncs too.
-  With `batch`, a write returns once its bytes are on disk. With `interval`, nothing waits for
-  the disk: the fsync runs in the background while the next batches are written (a 150 MB
-  fsync took ~80 ms, 6% of a benchmark run, during which the whole pipeline stood still); it
-  covers every byte written before it started, and its failure fails the next write or flush.
+  follows does not leave a torn line behind; a torn line a killed run left is repaired at every
+  open (`tail.py`: cut, dead-lettered, logged).
+- fsync (the expensive part) follows `fsync` (`syncing.py`): every batch, at most every
+  `fsync_interval_s` in the background, or never. The resilience wrapper calls `flush()` after
+  every write, so `flush()` applies the policy rather than forcing an fsync each time; `sync()`
+  forces one, and `close()` syncs too. With `batch`, a write returns once its bytes are on disk.
   Off the hot path, a short interval (0.25 s) costs nothing measurable, bounds what a power cut
   loses to a quarter second, and leaves little for the fsync at close (26-36 ms, not ~120).
 - Rotation: once the file exceeds `rotate_bytes` after a write it becomes `<path>.<n>` (see
   `rotation.py`) and a new `<path>` is opened. Nothing else is ever written beside `path`.
+- A deleted or replaced file is noticed, so `rm -rf data/` cannot make the sink write into an
+  inode no path names and count it written. A batch is acknowledged (`write()` then `flush()`
+  returned) only after a `stat` of `path`, taken after its bytes were written (and synced, with
+  `fsync = "batch"`), named the file holding them: every acknowledged batch was, when
+  acknowledged, in the file at `path` (or at the `<path>.<n>` rotation renamed it to). `write()`
+  checks before writing (a file moved away gets no batch), after its bytes are in, and before
+  rotating; finding the file gone or replaced after writing, it logs `file_reopened`, recreates
+  directory and file and writes the batch again there before it returns. `flush()` checks last;
+  a file gone since is reopened, and if a write since the last flush went into it, the flush
+  fails (`SinkError`), so the guard writes that batch again and counts it once. What was
+  acknowledged before a deletion went with the deleted file: the sink cannot bring it back and
+  does not count it again. Cost: a `stat` (~1 us) per check, three per batch.
 - A path that cannot be used (no permission, a directory, a missing mount) never stops the
   daemon: `open()` logs it and the file is opened on the next write, which raises `SinkError`
   while the path stays unusable, so the wrapper retries, opens the breaker and spools.
@@ -26,11 +36,12 @@ Guarantees, and why they are cheap:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import aiofiles
 from aiofiles.threadpool.binary import AsyncFileIO
@@ -38,13 +49,17 @@ from aiofiles.threadpool.binary import AsyncFileIO
 from daemon.batch import Batch
 from daemon.components import Sink, SinkError
 from daemon.config.fields import Range
-from daemon.durable import fsync_dir
+from daemon.durable import FileId, Moved, file_id, moved
 from daemon.observability import events
 from daemon.runtime import ComponentContext
 from daemon.sinks.jsonl import rotation
+from daemon.sinks.jsonl.syncing import FsyncPolicy, Syncer
+from daemon.sinks.jsonl.tail import repair_torn_tail
 from daemon.wire.encode import encode_for_sink
 
-FsyncPolicy = Literal["batch", "interval", "never"]
+__all__ = ["FsyncPolicy", "JsonlConfig", "JsonlSink"]
+
+_ATTEMPTS = 3  # writes of one batch into a file that keeps vanishing before it is an error
 
 
 @dataclass(frozen=True)
@@ -82,15 +97,13 @@ class JsonlSink(Sink[JsonlConfig], name="jsonl"):
     def __init__(self, config: JsonlConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)
         self._path = Path(config.path)
-        self._clock = ctx.clock
         self._file: AsyncFileIO | None = None
         self._size = 0  # bytes in the current file
         self._regular = True  # a regular file (not a device or pipe): rotated, fsynced
+        self._file_id: FileId | None = None  # the open file's, to notice it left the path
+        self._unflushed = False  # written since the last flush (see `flush`)
         self._last_rotation: int | None = None  # highest n of <path>.<n>; scanned on first open
-        self._unsynced = False
-        self._synced_at = self._clock()
-        self._background: asyncio.Task[None] | None = None  # an interval fsync under way
-        self._background_failure: SinkError | None = None
+        self._syncer = Syncer(config.fsync, config.fsync_interval_s, ctx.clock, self._path)
         self._gauge = ctx.gauge()
 
     @property
@@ -111,51 +124,32 @@ class JsonlSink(Sink[JsonlConfig], name="jsonl"):
         data = encode_for_sink(batch)
         if not data:
             return
-        self._raise_background_failure()
-        file = await self._ensure_open()
-        start = self._size
-        try:
-            await _write_all(file, data)
-        except OSError as exc:
-            await self._truncate(file, start)
-            raise SinkError(f"cannot write {self._path}: {exc}") from exc
-        self._size = start + len(data)
-        self._unsynced = True
-        self._gauge["file_bytes"] = self._size
-        limit = self.config.rotate_bytes
-        rotate = 0 < limit < self._size and self._regular
-        if rotate and self.config.fsync != "never":
-            await self.sync()
-        else:
-            await self._apply_policy()
-        if rotate:
-            await self._rotate()
+        self._syncer.raise_failure()
+        await self._left_path()  # since the last check: then nothing goes into the old file
+        for _ in range(_ATTEMPTS):
+            await self._append(await self._ensure_open(), data)
+            self._unflushed = True
+            if await self._settle():
+                return
+        raise SinkError(f"{self._path} was deleted or replaced during each of {_ATTEMPTS} writes")
 
     async def flush(self) -> None:
-        """Apply the fsync policy now (called after every write by the resilience wrapper)."""
-        self._raise_background_failure()
-        await self._apply_policy()
+        """Apply the fsync policy now (called after every write by the resilience wrapper), then
+        check that the file is still at the path (see the module's guarantee)."""
+        self._syncer.raise_failure()
+        await self._syncer.apply(self._syncable())
+        unflushed, self._unflushed = self._unflushed, False
+        cause = await self._left_path()
+        if cause is not None and unflushed:
+            raise SinkError(f"{self._path} was {cause} after the last write; it is written again")
 
     async def sync(self) -> None:
-        """fsync the current file if anything was written since the last one (after any
-        background fsync under way)."""
-        await self.synced()
-        self._raise_background_failure()
-        file = self._file
-        if file is None or not self._unsynced or not self._regular:
-            return
-        try:
-            await asyncio.to_thread(os.fsync, file.fileno())
-        except OSError as exc:
-            raise SinkError(f"cannot fsync {self._path}: {exc}") from exc
-        self._unsynced = False
-        self._synced_at = self._clock()
+        """fsync the current file if anything was written since the last one."""
+        await self._syncer.sync(self._syncable())
 
     async def synced(self) -> None:
-        """Wait for the background fsync under way, if any (its failure is raised by the next
-        write, flush or sync)."""
-        if self._background is not None:
-            await asyncio.wait([self._background])
+        """Wait for the background fsync under way, if any."""
+        await self._syncer.synced()
 
     async def close(self) -> None:
         try:
@@ -174,40 +168,57 @@ class JsonlSink(Sink[JsonlConfig], name="jsonl"):
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _apply_policy(self) -> None:
-        if not self._sync_due():
-            return
-        if self.config.fsync == "batch":
-            await self.sync()
-        elif self._background is None or self._background.done():
-            file = self._file
-            if file is not None:  # covers what is written now; the next is due an interval on
-                self._unsynced = False
-                self._synced_at = self._clock()
-                self._background = asyncio.create_task(self._fsync_in_background(file))
-
-    async def _fsync_in_background(self, file: AsyncFileIO) -> None:
+    async def _append(self, file: AsyncFileIO, data: bytes | memoryview) -> None:
+        start = self._size
         try:
-            await asyncio.to_thread(os.fsync, file.fileno())
-        except (OSError, ValueError) as exc:  # ValueError: the file was closed meanwhile
-            self._unsynced = True  # the next write or flush retries at once
-            self._synced_at = float("-inf")
-            self._background_failure = SinkError(f"cannot fsync {self._path}: {exc}")
+            await _write_all(file, data)
+        except OSError as exc:
+            await self._truncate(file, start)
+            raise SinkError(f"cannot write {self._path}: {exc}") from exc
+        self._size = start + len(data)
+        self._syncer.written()
+        self._gauge["file_bytes"] = self._size
 
-    def _raise_background_failure(self) -> None:
-        failure, self._background_failure = self._background_failure, None
-        if failure is not None:
-            raise failure
-
-    def _sync_due(self) -> bool:
-        if not self._unsynced or not self._regular:
+    async def _settle(self) -> bool:
+        """After a batch was appended: check the file is still at the path, apply the fsync
+        policy, rotate if due. False: the file had left the path (reopened, logged); the batch
+        must be written again."""
+        if await self._left_path():
             return False
-        policy = self.config.fsync
-        if policy == "batch":
-            return True
-        if policy == "interval":
-            return self._clock() - self._synced_at >= self.config.fsync_interval_s
-        return False
+        rotate = 0 < self.config.rotate_bytes < self._size and self._regular
+        if rotate and self.config.fsync != "never":
+            await self.sync()
+        else:
+            await self._syncer.apply(self._syncable())
+        return await self._rotate() if rotate else True
+
+    def _syncable(self) -> AsyncFileIO | None:
+        """The file to fsync: none for a device or pipe."""
+        return self._file if self._regular else None
+
+    async def _left_path(self) -> Moved | None:
+        """Whether the open (regular) file is no longer the one at the path (one `stat`); if so,
+        it is let go of (`_reopen`) and the next `_ensure_open` recreates directory and file."""
+        if self._file is None or self._file_id is None or not self._regular:
+            return None
+        cause = moved(self._path, self._file_id)
+        if cause is not None:
+            await self._reopen(cause)
+        return cause
+
+    async def _reopen(self, cause: Moved) -> None:
+        """Let go of a file that left the path, after its background fsync (whose failure is
+        moot: no path names the file), and log it."""
+        await self._syncer.synced()
+        self._syncer.forget_failure()
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                await file.close()
+        self.ctx.log.warning(
+            events.FILE_REOPENED, sink=self.ctx.label, path=str(self._path), cause=cause
+        )
+        self._gauge["reopened"] = self._gauge.get("reopened", 0) + 1
 
     async def _ensure_open(self) -> AsyncFileIO:
         """The current file, opening (and creating its directory) first if needed."""
@@ -215,6 +226,7 @@ class JsonlSink(Sink[JsonlConfig], name="jsonl"):
             return self._file
         try:
             await asyncio.to_thread(self._prepare)
+            await repair_torn_tail(self._path, self.ctx)
             file = await aiofiles.open(self._path, "ab", buffering=0)
         except OSError as exc:
             raise SinkError(f"cannot open {self._path}: {exc}") from exc
@@ -226,10 +238,10 @@ class JsonlSink(Sink[JsonlConfig], name="jsonl"):
         # A device or pipe (e.g. /dev/null in a benchmark) is written to, never rotated,
         # truncated or fsynced: renaming /dev/null as root replaces it for the whole machine.
         self._regular = stat.S_ISREG(status.st_mode)
+        self._file_id = file_id(status)
         self._size = status.st_size
         self._file = file
-        self._unsynced = False
-        self._synced_at = self._clock()
+        self._syncer.opened()
         self._gauge["file_bytes"] = self._size
         return file
 
@@ -253,22 +265,31 @@ class JsonlSink(Sink[JsonlConfig], name="jsonl"):
                 error=str(exc),
             )
 
-    async def _rotate(self) -> None:
+    async def _rotate(self) -> bool:
         """Seal the current file as `<path>.<n>` and open a new `<path>`.
 
-        The batch that triggered this is already acknowledged, so failures are logged, not
-        raised: the file stays over the limit and the next write tries again.
+        The batch that triggered this is in the file, so failures are logged, not raised: the
+        file stays over the limit and the next write tries again. False only if the file had
+        left the path (the batch must be written again, into the file reopened there).
         """
+        if await self._left_path():
+            return False
         file, self._file = self._file, None
         try:
             if file is not None:
                 await file.close()
-            n = await asyncio.to_thread(self._rename)
+            after = self._last_rotation
+            sync_dir = self.config.fsync != "never"
+            n = await asyncio.to_thread(rotation.seal, self._path, after, sync_dir=sync_dir)
+        except FileNotFoundError:  # deleted between the check and the rename
+            await self._reopen("deleted")
+            return False
         except OSError as exc:
             self.ctx.log.warning(
                 events.SINK_ROTATE_FAILED, sink=self.ctx.label, path=str(self._path), error=str(exc)
             )
-            return
+            return True
+        self._last_rotation, self._size = n, 0
         self.ctx.log.info(
             events.SINK_ROTATED,
             sink=self.ctx.label,
@@ -280,17 +301,7 @@ class JsonlSink(Sink[JsonlConfig], name="jsonl"):
             await self._ensure_open()
         except SinkError as exc:  # the next write retries the open and raises
             self.ctx.log.warning(events.SINK_OPEN_FAILED, sink=self.ctx.label, error=str(exc))
-
-    def _rename(self) -> int:
-        after = self._last_rotation
-        if after is None:
-            after = rotation.highest_rotation(self._path)
-        n = rotation.rotate(self._path, after)
-        self._last_rotation = n
-        self._size = 0
-        if self.config.fsync != "never":
-            fsync_dir(self._path.parent)
-        return n
+        return True
 
 
 async def _write_all(file: AsyncFileIO, data: bytes | memoryview) -> None:

@@ -30,22 +30,22 @@ class HeaderError(ValueError):
 def _intern_bytes(
     ids: Sequence[bytes], units: Sequence[bytes] | None
 ) -> npt.NDArray[np.int32] | None:
-    """`intern_all` for CSV cells, decoding only the distinct ids (None: one is empty or not
-    UTF-8, which the per-line path will word)."""
+    """`intern_all` for CSV cells, decoding only the distinct `(id, unit)` pairs, so every
+    reading keeps its own unit (None: an id is empty, or a cell not UTF-8, which the per-line
+    path will word)."""
     unit_cells = units if units is not None else [b""] * len(ids)
-    first_unit = dict(zip(reversed(ids), reversed(unit_cells), strict=True))  # first row wins
+    pairs = list(zip(ids, unit_cells, strict=True))
     try:
-        names = {sid: sid.decode() for sid in first_unit}
         index = {
-            sid: SENSORS.intern(names[sid], unit.decode())
-            for sid, unit in first_unit.items()
-            if names[sid]
+            pair: SENSORS.intern(pair[0].decode(), pair[1].decode())
+            for pair in dict.fromkeys(pairs)
+            if pair[0]
         }
     except UnicodeDecodeError:
         return None
-    if len(index) != len(first_unit):
+    if len(index) != len(dict.fromkeys(pairs)):
         return None  # an empty sensor_id
-    return np.fromiter(map(index.__getitem__, ids), dtype=np.int32, count=len(ids))
+    return np.fromiter(map(index.__getitem__, pairs), dtype=np.int32, count=len(pairs))
 
 
 def _commas_per_line(data: bytes, lines: int, commas: int) -> bool:

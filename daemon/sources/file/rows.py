@@ -71,11 +71,8 @@ class Rows:
 
 
 def intern_all(ids: list[str], units: list[str]) -> npt.NDArray[np.int32]:
-    """`SENSORS` indices of `ids`, interning each distinct id once with the unit of its first
-    row (what interning row by row would do, at dict speed)."""
-    first_unit = dict(zip(reversed(ids), reversed(units), strict=True))  # first row wins
-    index = {sid: SENSORS.intern(sid, unit) for sid, unit in first_unit.items()}
-    return np.fromiter(map(index.__getitem__, ids), dtype=np.int32, count=len(ids))
+    """`SENSORS` indices of each row's `(sensor_id, unit)`: every reading keeps its own unit."""
+    return SENSORS.intern_all(ids, units)
 
 
 class RowsParser:
@@ -112,9 +109,9 @@ class Collector:
         self.rejected.append(Rejection(line, reason, raw.decode("utf-8", "replace")))
 
     def result(self) -> tuple[Rows, list[Rejection]]:
+        if not self.rows:  # a chunk of nothing but malformed lines
+            return Rows.empty(), self.rejected
         ids, units, seq, ts, value, stale, line = (list(c) for c in zip(*self.rows, strict=True))
-        if not self.rows:
-            ids, units, seq, ts, value, stale, line = [], [], [], [], [], [], []
         sensor = intern_all(ids, units)
         rows = Rows.of(sensor=sensor, seq=seq, ts=ts, value=value, stale=stale, line=line)
         return rows, self.rejected

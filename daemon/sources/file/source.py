@@ -11,9 +11,12 @@ ends at the end of the file or on stop; a source rebuilt on reload resumes where
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
+import zlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Annotated, Literal
 
 import aiofiles
@@ -22,13 +25,31 @@ from aiofiles.threadpool.binary import AsyncBufferedReader
 from daemon.batch import Batch
 from daemon.components import Source
 from daemon.config.fields import Range
+from daemon.observability import events
 from daemon.runtime import ComponentContext, Token
 from daemon.sources.file.line_reader import LineReader, Lines
 from daemon.sources.file.parse import CsvParser, HeaderError, JsonlParser
+from daemon.sources.file.position import ReplayPosition, RunningCrc
 from daemon.sources.file.rows import Rejection, Rows, RowsParser
 
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 _PACE_BATCH_S = 0.05  # when paced, a batch holds about this long's worth of readings
+
+
+def _unreplayable(path: str) -> str | None:
+    """Why the file at `path` can never be replayed, if it exists; None for a missing one (it
+    may appear later: `on_error` says what to do meanwhile) or one that is fine."""
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return f"is a directory: {path}"
+    if not stat.S_ISREG(mode):
+        return f"is not a regular file (a device, FIFO or socket): {path}"
+    return None
 
 
 class FileSourceError(Exception):
@@ -40,16 +61,6 @@ def file_format(path: str, fmt: str) -> str | None:
     if fmt != "auto":
         return fmt
     return _EXTENSIONS.get(PurePath(path).suffix.lower())
-
-
-@dataclass
-class ReplayPosition:
-    """How far the replay of one file got. Kept in `ctx.carry`, so that a pipeline rebuilt on
-    reload resumes where the last one stopped rather than replaying (and re-rejecting) the
-    file from the start. Line numbers, not byte offsets: chunk boundaries may change."""
-
-    next_line: int = 1  # the first line whose reading has not been yielded
-    rejected_through: int = 0  # the rejects of lines up to here are recorded
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,11 @@ class FileConfig:
     max_line_bytes: Annotated[
         int, Range(ge=64, le=64 * 1024 * 1024), "longer lines are rejected unread"
     ] = 64 * 1024
+    on_error: Annotated[
+        Literal["retry", "exit"],
+        "the file missing or unreadable at run time: retry (logged, with backoff) or exit 1",
+    ] = "retry"
+    retry_max_s: Annotated[float, Range(gt=0), "the longest wait between two tries"] = 30.0
 
     def check(self) -> list[tuple[str, str]]:
         if not self.path:
@@ -77,7 +93,8 @@ class FileConfig:
         if file_format(self.path, self.format) is None:
             suffix = PurePath(self.path).suffix or "(none)"
             return [("format", f"cannot tell from extension {suffix}; set csv or jsonl")]
-        return []
+        problem = _unreplayable(self.path)
+        return [("path", problem)] if problem else []
 
 
 class FileSource(Source[FileConfig], name="file"):
@@ -89,22 +106,65 @@ class FileSource(Source[FileConfig], name="file"):
         self._reader: LineReader | None = None
         self._parser: RowsParser | None = None
         self._pending: Lines | None = None  # what was read past the CSV header
+        self._pos: ReplayPosition | None = None  # set by open()
+        self._crc = RunningCrc(-1)
 
     async def open(self) -> None:
-        """Open the file and, for CSV, read the header: a file that cannot be replayed fails
-        here, before any data flows."""
+        """Open the file and, for CSV, read the header. A file that cannot be replayed fails
+        here, before any data flows, with `on_error = "exit"`; with "retry" (the default) the
+        stream waits for it, so a daemon started before its input exists does not restart-loop."""
+        try:
+            await self._open()
+        except FileSourceError as exc:
+            if self.config.on_error == "exit":
+                raise
+            await self._close_file()
+            self._failed(exc, wait_s=0.0)
+
+    async def _wait_until_open(self) -> bool:
+        """Retry opening with exponential backoff (capped at `retry_max_s`), each failure
+        logged; False once stopped."""
+        delay = 0.1
+        while self._reader is None:
+            if await stopped_within(self.ctx.stop, delay):
+                return False
+            try:
+                await self._open()
+            except FileSourceError as exc:
+                await self._close_file()
+                delay = min(delay * 2, self.config.retry_max_s)
+                self._failed(exc, wait_s=delay)
+        return True
+
+    def _failed(self, exc: FileSourceError, wait_s: float) -> None:
+        self.ctx.log.warning(
+            events.SOURCE_FAILED, source=self.ctx.label, error=str(exc), retry_in_s=wait_s
+        )
+
+    async def _close_file(self) -> None:
+        if self._fh is not None:
+            await self._fh.close()
+        self._fh, self._reader, self._parser = None, None, None
+
+    async def _open(self) -> None:
         if self._reader is not None:
             return
         cfg = self.config
         try:
             self._fh = await aiofiles.open(cfg.path, "rb")
+            st = os.fstat(self._fh.fileno())
         except OSError as exc:
             raise FileSourceError(f"{cfg.path}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise FileSourceError(f"{cfg.path}: not a regular file")
         self._reader = LineReader(
             self._fh, read_bytes=cfg.read_bytes, max_line_bytes=cfg.max_line_bytes
         )
+        self._pos = await self._position(st)
+        self._crc = RunningCrc(self._fh.fileno(), self._pos.chunk_offset, self._pos.head_crc)
         if file_format(cfg.path, cfg.format) == "jsonl":
             self._parser = JsonlParser()
+            await self._seek_to_resume()
             return
         first = await self._reader.read()
         while first is not None and not any(first.lines):
@@ -116,7 +176,24 @@ class FileSource(Source[FileConfig], name="file"):
             self._parser = CsvParser(first.lines[at])
         except HeaderError as exc:
             raise FileSourceError(f"{cfg.path}: line {first.first + at}: {exc}") from None
-        self._pending = Lines(first.first + at + 1, first.lines[at + 1 :], first.overlong)
+        # offset 0: resuming in the header's chunk means reading from the start again
+        self._pending = Lines(first.first + at + 1, first.lines[at + 1 :], first.overlong, 0)
+        await self._seek_to_resume()
+
+    async def _seek_to_resume(self) -> None:
+        """Resume at the saved chunk's start rather than reading the file up to it."""
+        pos, cfg = self._pos, self.config
+        if pos is None or pos.chunk_offset == 0 or self._fh is None:
+            return
+        await self._fh.seek(pos.chunk_offset)
+        self._reader = LineReader(
+            self._fh,
+            read_bytes=cfg.read_bytes,
+            max_line_bytes=cfg.max_line_bytes,
+            offset=pos.chunk_offset,
+            line=pos.chunk_line,
+        )
+        self._pending = None
 
     async def close(self) -> None:
         if self._fh is not None:
@@ -124,9 +201,11 @@ class FileSource(Source[FileConfig], name="file"):
             self._fh = None
 
     async def stream(self) -> AsyncGenerator[Batch, None]:
-        await self.open()
+        if self._reader is None and not await self._wait_until_open():
+            return
         assert self._reader is not None and self._parser is not None  # set by open()
-        pos = self._position()
+        pos = self._pos
+        assert pos is not None
         stop = self.ctx.stop
         rate = self.config.rate_hz
         step = self.config.max_batch
@@ -146,21 +225,78 @@ class FileSource(Source[FileConfig], name="file"):
                 end = min(begin + step, len(rows))
                 if rate > 0:
                     due = start + (emitted + end - begin - 1) / rate  # its last reading's time
-                    if await _stopped_within(stop, due - loop.time()):
+                    if await stopped_within(stop, due - loop.time()):
                         return
                 elif stop.is_set():
                     return
                 if self.ctx.force.is_set():
                     return
-                yield rows.batch(begin, end)
+                pos.next_line = int(rows.line[end - 1]) + 1  # before the yield: checkpoint
+                if chunk.offset != pos.chunk_offset:
+                    pos.head_crc = self._crc.up_to(chunk.offset)
+                pos.chunk_offset, pos.chunk_line = chunk.offset, chunk.first
                 emitted += end - begin
-                pos.next_line = int(rows.line[end - 1]) + 1
+                yield rows.batch(begin, end)
 
-    def _position(self) -> ReplayPosition:
-        key = f"file:{self.config.path}"
-        pos = self.ctx.carry.get(key)
-        if not isinstance(pos, ReplayPosition):
-            pos = self.ctx.carry[key] = ReplayPosition()
+    def checkpoint(self, batch: Batch) -> object | None:
+        return self._pos.saved(self.config.path) if self._pos is not None else None
+
+    def taken(self, mark: object) -> None:
+        self.ctx.persist(self._key, mark)
+
+    @property
+    def _key(self) -> str:
+        return f"file:{self.config.path}"
+
+    async def _position(self, st: os.stat_result) -> ReplayPosition:
+        """Where this replay starts: after the last batch durably taken, by this process's
+        last generation (a reload) or by the last run (a restart); else at line 1. Not where
+        the last generation had read to: what a forced stop abandoned in flight is read again."""
+        pos = await self._restored(st) or ReplayPosition()
+        pos.inode, pos.device = st.st_ino, st.st_dev
+        return pos
+
+    async def _head_crc(self, size: int) -> int:
+        """CRC-32 of the file's first `size` bytes (read in bounded pieces), then back to 0."""
+        assert self._fh is not None
+        crc, left = 0, size
+        while left > 0:
+            data = await self._fh.read(min(left, 1 << 20))
+            if not data:
+                break
+            crc, left = zlib.crc32(data, crc), left - len(data)
+        await self._fh.seek(0)
+        return crc
+
+    async def _restored(self, st: os.stat_result) -> ReplayPosition | None:
+        saved = self.ctx.restored(self._key)
+        if saved is None:
+            return None
+        pos = ReplayPosition.from_saved(saved)
+        reason = None
+        if pos is None:
+            reason = "unreadable"
+        elif (pos.inode, pos.device) != (st.st_ino, st.st_dev):
+            reason = "replaced"
+        elif st.st_size < pos.chunk_offset:
+            reason = "truncated"
+        elif await self._head_crc(pos.chunk_offset) != pos.head_crc:
+            reason = "replaced"
+        if reason is not None or pos is None:
+            self.ctx.log.warning(
+                events.SOURCE_POSITION_RESET,
+                source=self.ctx.label,
+                path=self.config.path,
+                reason=reason,
+            )
+            return None
+        self.ctx.log.info(
+            events.SOURCE_RESUMED,
+            source=self.ctx.label,
+            path=self.config.path,
+            line=pos.next_line,
+            offset=pos.chunk_offset,
+        )
         return pos
 
     def _rows(self, parser: RowsParser, chunk: Lines, pos: ReplayPosition) -> Rows:
@@ -183,7 +319,7 @@ class FileSource(Source[FileConfig], name="file"):
         return rows
 
 
-async def _stopped_within(stop: Token, seconds: float) -> bool:
+async def stopped_within(stop: Token, seconds: float) -> bool:
     """Wait up to `seconds` (pacing); True as soon as `stop` is set."""
     if seconds > 0:
         try:

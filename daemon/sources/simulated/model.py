@@ -133,6 +133,10 @@ class SensorState:
     last_good_ts: F64 = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     first_fail_ts: F64 = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     down: Bools = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
+    # Across restarts (see `resume`): the seq this process's run began at, so `max_readings`
+    # counts a run's readings; and the next seq after the last durably taken reading.
+    run_start: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    taken: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @classmethod
     def in_carry(cls, carry: dict[str, Any], key: str, sensors: int) -> SensorState:
@@ -154,3 +158,15 @@ class SensorState:
         self.last_good_ts = np.concatenate([self.last_good_ts, np.full(extra, np.nan)])
         self.first_fail_ts = np.concatenate([self.first_fail_ts, np.full(extra, np.nan)])
         self.down = np.concatenate([self.down, np.zeros(extra, dtype=np.bool_)])
+        self.run_start = np.concatenate([self.run_start, np.zeros(extra, dtype=np.int64)])
+        self.taken = np.concatenate([self.taken, np.zeros(extra, dtype=np.int64)])
+
+    def resume(self, next_seq: I64) -> None:
+        """Continue from a saved run: every sensor's seq goes on after the last durably taken
+        reading (a reading in flight when the last run died is emitted again, the same value
+        under the same `(sensor_id, seq)`: at-least-once); a run emits `max_readings` more."""
+        self.grow(next_seq.shape[0])
+        n = next_seq.shape[0]
+        for column in (self.next_seq, self.attempts, self.taken):
+            np.maximum(column[:n], next_seq, out=column[:n])
+        self.run_start[:n] = self.next_seq[:n]

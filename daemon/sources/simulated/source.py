@@ -35,11 +35,15 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import numpy as np
+
 from daemon.batch import Batch
 from daemon.components import Source
 from daemon.config.fields import Range
+from daemon.observability import events
 from daemon.observability.events import SENSOR_DOWN
 from daemon.runtime import ComponentContext
+from daemon.sensors import SENSORS
 from daemon.sources.simulated.generate import Chunk, Transition, generate
 from daemon.sources.simulated.metronome import Metronome
 from daemon.sources.simulated.model import SensorModel, SensorState
@@ -62,7 +66,11 @@ class SimulatedConfig:
     rate_hz: Annotated[
         float, Range(gt=0), "readings per second per sensor; backpressure throttles any excess"
     ] = 10.0
-    max_readings: Annotated[int, Range(ge=0, le=_MAX_SEQ), "readings per sensor; 0 = forever"] = 0
+    max_readings: Annotated[
+        int,
+        Range(ge=0, le=_MAX_SEQ),
+        "readings per sensor in a run (seq goes on across restarts); 0 = forever",
+    ] = 0
     anomaly_rate: Annotated[float, Range(ge=0, le=1), "fraction of readings that spike"] = 0.05
     fault_rate: Annotated[
         float, Range(ge=0, le=1), "fraction of reads that fail (last-known-good is repeated)"
@@ -117,10 +125,43 @@ class SimulatedSource(Source[SimulatedConfig], name="simulated"):
                 fault_rate=cfg.fault_rate,
                 decimals=cfg.decimals,
             )
-            key = f"simulated:{cfg.id_prefix}"
+            key = self._key = f"simulated:{cfg.id_prefix}"
+            first_in_process = key not in self.ctx.carry  # a reload keeps the carried state
             self._state = SensorState.in_carry(self.ctx.carry, key, cfg.sensors)
+            if first_in_process:
+                self._resume()
             self._sensors_down = int(self._state.down[: cfg.sensors].sum())
+            self._local = np.full(len(SENSORS), -1, dtype=np.int64)  # SENSORS index -> ours
+            self._local[self._model.index] = np.arange(cfg.sensors)
         return self._model
+
+    def _resume(self) -> None:
+        saved = self.ctx.restored(self._key)
+        try:
+            next_seq = np.asarray(saved["next_seq"], dtype=np.int64) if saved else None
+        except (TypeError, KeyError, ValueError):
+            next_seq = None
+            self.ctx.log.warning(events.STATE_CORRUPT, key=self._key, error="no next_seq list")
+        if next_seq is None or next_seq.ndim != 1 or (next_seq < 0).any():
+            return
+        self._state.resume(next_seq)
+        self.ctx.log.info(
+            events.SOURCE_RESUMED,
+            source=self.ctx.label,
+            key=self._key,
+            sensors=int(next_seq.shape[0]),
+            readings_before=int(next_seq.sum()),
+        )
+
+    def checkpoint(self, batch: Batch) -> object | None:
+        return (batch.sensor, batch.seq) if len(batch) else None
+
+    def taken(self, mark: object) -> None:
+        """Every sensor's next seq after its last durably taken reading, saved for a restart."""
+        assert isinstance(mark, tuple)
+        sensor, seq = mark
+        np.maximum.at(self._state.taken, self._local[sensor], seq + 1)
+        self.ctx.persist(self._key, {"next_seq": self._state.taken})
 
     async def stream(self) -> AsyncGenerator[Batch, None]:
         model = self._prepare()
@@ -130,13 +171,12 @@ class SimulatedSource(Source[SimulatedConfig], name="simulated"):
             queue=ChunkQueue(cfg.queue_batches * cfg.max_batch),
             metronome=Metronome(cfg.tick_s(), cfg.sensors),
         )
-        sensors = run.sensors
         helpers: list[asyncio.Task[None]] = []
         try:
             # Started in slices, each running up to its first beat: 10,000 tasks at once held
             # the loop ~30 ms. The schedule starts once they all wait, so none starts late.
             for i in range(cfg.sensors):
-                sensors.append(asyncio.create_task(self._sensor(i, run)))
+                run.start(self._sensor(i, run))
                 if i % _START_SLICE == _START_SLICE - 1:
                     await asyncio.sleep(0)
             await asyncio.sleep(0)
@@ -148,10 +188,12 @@ class SimulatedSource(Source[SimulatedConfig], name="simulated"):
             async for batch in self._batches(run, model):
                 yield batch
         finally:
-            for task in (*helpers, *sensors):
+            run.halt()  # the sensor tasks end in slices (see run.py); then the helpers
+            await run.finished()
+            for task in helpers:
                 task.cancel()
-            if helpers or sensors:
-                await asyncio.wait([*helpers, *sensors])
+            if helpers:
+                await asyncio.wait(helpers)
 
     async def _sensor(self, i: int, run: SensorRun) -> None:
         """One sensor: each tick, queue a chunk of the readings due since the run started."""
@@ -159,7 +201,8 @@ class SimulatedSource(Source[SimulatedConfig], name="simulated"):
         state = self._state
         loop = asyncio.get_running_loop()
         rate, cap = cfg.rate_hz, cfg.max_batch
-        limit = cfg.max_readings or _MAX_SEQ
+        # a run's readings: seq goes on from where the last run's delivery ended
+        limit = min(int(state.run_start[i]) + (cfg.max_readings or _MAX_SEQ), _MAX_SEQ)
         seq, attempt = int(state.next_seq[i]), int(state.attempts[i])
         has_good = bool(state.has_good[i])
         queue = run.queue

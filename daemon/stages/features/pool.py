@@ -3,24 +3,31 @@
 Why a separate object: the stage's streaming loop should read as "submit, wait in order, emit";
 how processes are started (forkserver, with the math module preloaded so a replacement worker is
 ready in milliseconds), warmed, counted and swapped after a `BrokenProcessPool` lives here.
+
+The forkserver and its workers die with the daemon, and the workers ignore Ctrl-C
+(`daemon.lifeline`): the forkserver preloads that module first, and every worker runs its
+initializer, given the daemon's pid.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.context import BaseContext
 
+from daemon import lifeline
 from daemon.batch import FloatArray
 from daemon.stages.features import window_math
 
 
 def _context() -> BaseContext:
     """forkserver: workers fork from a clean server process, never from the daemon itself (which
-    runs threads and an event loop); preloading the math module makes each fork start warm."""
+    runs threads and an event loop); preloading the math module makes each fork start warm.
+    `lifeline` comes first: importing it is how the forkserver learns to die with the daemon."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([window_math.__name__])
+    ctx.set_forkserver_preload([lifeline.__name__, window_math.__name__])
     return ctx
 
 
@@ -40,7 +47,12 @@ class FeaturePool:
     def executor(self) -> ProcessPoolExecutor:
         """The current pool, created on first use if `start()` was not awaited."""
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=_context())
+            self._executor = ProcessPoolExecutor(
+                self.workers,
+                mp_context=_context(),
+                initializer=lifeline.pool_worker_init,
+                initargs=(os.getpid(),),
+            )
         return self._executor
 
     async def start(self) -> None:

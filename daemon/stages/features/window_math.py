@@ -56,6 +56,7 @@ def compute(values: FloatArray, ts: FloatArray) -> FloatArray:
 
     for col, feature in enumerate((mean, std, vmin, vmax, slope, p95, hz, anomaly)):
         out[:, col] = feature
+    out += 0.0  # -0.0 (a slope of exactly nothing downwards) is 0.0 on the wire
     return out
 
 

@@ -81,10 +81,14 @@ def sorted_runs(sensor: SensorArray) -> SortedRuns:
 
 def round6(column: FloatArray) -> FloatArray:
     """`column` rounded to 6 decimal places, in place: `rint(x * 1e6) / 1e6` (half to even;
-    the division is correctly rounded, so the result is the float nearest the decimal)."""
+    the division is correctly rounded, so the result is the float nearest the decimal).
+
+    Then `+ 0.0`, which turns -0.0 into 0.0 and changes nothing else (IEEE: -0 + +0 = +0): a
+    small negative value rounds to -0.0, which is 0 but would print as `-0.0`."""
     column *= 1e6
     np.rint(column, out=column)
     column /= 1e6
+    column += 0.0
     return column
 
 

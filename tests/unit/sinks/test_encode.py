@@ -42,12 +42,12 @@ def reference_dicts(batch: Batch, table: SensorTable) -> list[dict[str, Any]]:
             "sensor_id": table.sensor_id(s),
             "seq": int(batch.seq[i]),
             "ts": iso(float(batch.ts[i])),
-            "value": float(batch.value[i]),
+            "value": float(batch.value[i]) + 0.0,  # -0.0 prints as 0.0
             "unit": table.unit(s),
             "quality": "stale" if batch.stale[i] else "ok",
         }
         for name, column in batch.columns.items():
-            rec[name] = float(column[i])
+            rec[name] = float(column[i]) + 0.0
         out.append(rec)
     return out
 
@@ -70,7 +70,7 @@ def assert_matches(batch: Batch, table: SensorTable, got: bytes) -> None:
             if isinstance(want, float):
                 assert parsed[key] == finite_or_none(want)  # exact: floats round-trip
                 if want == 0.0:
-                    assert math.copysign(1.0, parsed[key]) == math.copysign(1.0, want)
+                    assert math.copysign(1.0, parsed[key]) == 1.0  # never -0.0
             else:
                 assert parsed[key] == want
 

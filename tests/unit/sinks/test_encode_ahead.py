@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -19,6 +21,8 @@ from daemon.observability.events import ENCODER_RESTARTED
 from daemon.sensors import SENSORS
 from daemon.wire.ahead import DEPTH, EncodeAhead
 from daemon.wire.encode import encode_batch, wire_bytes
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def batch(i: int, sensors: int = 3, prefix: str = "AH") -> Batch:
@@ -211,3 +215,51 @@ def test_wire_bytes_only_for_the_rows_they_were_encoded_from() -> None:
     assert wire_bytes(b) is not None
     b.sensor = b.sensor.copy()  # the rows were replaced: the bytes are someone else's
     assert wire_bytes(b) is None
+
+
+OWNER = """
+import asyncio
+import numpy as np
+from daemon.batch import Batch
+from daemon.sensors import SENSORS
+from daemon.wire.ahead import EncodeAhead
+
+async def one():
+    sensor = np.array([SENSORS.intern("OWN", "V")], np.int32)
+    yield Batch.from_columns(sensor, np.array([0]), np.array([1.7e9]), np.array([1.0]))
+
+async def main():
+    ahead = EncodeAhead(1)
+    ahead.start()
+    async for _ in ahead.stream(one()):  # a round trip: the child is past its start
+        pass
+    print(*ahead.pids, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_the_child_dies_with_the_daemon_even_when_it_cannot_read_its_pipe() -> None:
+    """SIGKILL of the daemon: the kernel kills the child (PR_SET_PDEATHSIG), here a child
+    that is stopped and so would never see its pipe close."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert owner.stdout is not None
+        [child] = map(int, owner.stdout.readline().split())
+        os.kill(child, signal.SIGSTOP)
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 3
+        while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                break
+            time.sleep(0.02)
+        else:
+            assert not Path(f"/proc/{child}").exists(), "the encoder child outlived the daemon"
+    finally:
+        owner.kill()
+        owner.wait()

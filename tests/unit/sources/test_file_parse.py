@@ -6,10 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import aiofiles
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from daemon.sources.file.line_reader import LineReader
 from daemon.sources.file.parse import CsvParser, JsonlParser, Rows
 
 HEADER = b"sensor_id,seq,ts,value,unit,quality"
@@ -103,3 +106,43 @@ def test_doubtful_chunks_take_the_per_line_path() -> None:
     for odd in (b'{"sensor_id":"Q","seq":1,"ts":1,"value":1} {"a":1}', b"1, 2", b"[]"):
         first = b'{"sensor_id":"Q","seq":0,"ts":1,"value":1}'
         assert jsonl._fast([first, odd], np.array([1, 2])) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    body=st.lists(st.text(alphabet="ab,1\r", max_size=30), min_size=0, max_size=40),
+    read_bytes=st.integers(4, 64),
+    bom=st.booleans(),
+)
+async def test_every_chunk_says_where_its_first_line_begins(
+    tmp_path_factory: pytest.TempPathFactory, body: list[str], read_bytes: int, bom: bool
+) -> None:
+    """A replay resumes at a chunk's offset: it must be the byte where that chunk's first line
+    starts, with a BOM, CRLF endings and lines longer than the limit."""
+    raw = (b"\xef\xbb\xbf" if bom else b"") + "\n".join(body).encode() + b"\n"
+    path = tmp_path_factory.mktemp("lines") / "f.txt"
+    path.write_bytes(raw)
+    starts = [0] if not bom else [3]
+    for i, byte in enumerate(raw):
+        if byte == ord("\n") and i + 1 < len(raw):
+            starts.append(i + 1)
+    async with aiofiles.open(path, "rb") as fh:
+        reader = LineReader(fh, read_bytes=read_bytes, max_line_bytes=16)
+        while (chunk := await reader.read()) is not None:
+            if not chunk.lines or chunk.first in dict(chunk.overlong):
+                continue  # an over-long first line is reported either way, not resumed at
+            assert chunk.offset == starts[chunk.first - 1]
+            async with aiofiles.open(path, "rb") as again:  # resuming there reads the same
+                await again.seek(chunk.offset)
+                resumed = LineReader(
+                    again,
+                    read_bytes=read_bytes,
+                    max_line_bytes=16,
+                    offset=chunk.offset,
+                    line=chunk.first,
+                )
+                first = await resumed.read()
+                while first is not None and not first.lines:  # a read that found no line end
+                    first = await resumed.read()
+                assert first is not None and first.first == chunk.first
+                assert first.lines[0] == chunk.lines[0]

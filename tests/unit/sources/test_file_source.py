@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from daemon.batch import Batch
 from daemon.config.fields import ConfigIssue, build
 from daemon.registry import REGISTRY
+from daemon.sensors import SENSORS
 from daemon.sources.file import FileSource, FileSourceError
 from tests.support import TestContext
 
@@ -36,12 +38,21 @@ def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
     return path
 
 
+async def delivered(src: FileSource) -> AsyncIterator[Batch]:
+    """The source's batches, each reported durably taken once consumed, as the pipeline does."""
+    async for batch in src.stream():
+        mark = src.checkpoint(batch)
+        yield batch
+        if mark is not None:
+            src.taken(mark)
+
+
 async def replay(ctx: TestContext, path: Path, **config: Any) -> list[Batch]:
     src = FileSource(Config(path=str(path), **config), ctx)
     await src.open()
     try:
         async with asyncio.timeout(30):
-            return [batch async for batch in src.stream()]
+            return [batch async for batch in delivered(src)]
     finally:
         await src.close()
 
@@ -298,16 +309,73 @@ async def test_stop_ends_the_replay_even_while_pacing(tmp_path: Path) -> None:
 async def test_a_file_without_a_usable_header_fails_at_open(
     tmp_path: Path, text: str, words: str
 ) -> None:
-    src = FileSource(Config(path=str(write(tmp_path, "in.csv", text))), new_ctx(tmp_path))
+    path = str(write(tmp_path, "in.csv", text))
+    src = FileSource(Config(path=path, on_error="exit"), new_ctx(tmp_path))
     with pytest.raises(FileSourceError, match=re.escape(words)):
         await src.open()
     await src.close()
 
 
-async def test_a_missing_file_fails_at_open(tmp_path: Path) -> None:
-    src = FileSource(Config(path=str(tmp_path / "nope.jsonl")), new_ctx(tmp_path))
+async def test_a_missing_file_fails_at_open_when_told_to_exit(tmp_path: Path) -> None:
+    src = FileSource(Config(path=str(tmp_path / "nope.jsonl"), on_error="exit"), new_ctx(tmp_path))
     with pytest.raises(FileSourceError, match=re.escape("nope.jsonl")):
         await src.open()
+
+
+async def test_a_missing_file_is_waited_for_with_backoff_and_logged(tmp_path: Path) -> None:
+    path = tmp_path / "later.jsonl"
+    ctx = new_ctx(tmp_path)
+    src = FileSource(Config(path=str(path), retry_max_s=0.2), ctx)
+    with structlog.testing.capture_logs() as logs:
+        await src.open()  # does not raise: the stream waits for the file
+        stream = src.stream()
+        first = asyncio.ensure_future(anext(stream))
+        async with asyncio.timeout(10):  # until it has failed and retried a few times
+            while True:
+                if sum(e["event"] == "source_failed" for e in logs) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+        assert not first.done()
+        path.write_text('{"sensor_id":"LATE","seq":0,"ts":1,"value":2}\n')
+        async with asyncio.timeout(10):
+            batch = await first
+    assert batch.seq.tolist() == [0]
+    waits = [e["retry_in_s"] for e in logs if e["event"] == "source_failed"]
+    assert waits[0] == 0.0 and waits[1:] == sorted(waits[1:]) and max(waits) <= 0.2
+    await stream.aclose()
+    await src.close()
+
+
+async def test_a_stop_ends_the_wait_for_a_missing_file(tmp_path: Path) -> None:
+    ctx = new_ctx(tmp_path)
+    src = FileSource(Config(path=str(tmp_path / "never.jsonl")), ctx)
+    await src.open()
+    ctx.lifetime.stop.set()
+    async with asyncio.timeout(2):
+        assert [b async for b in src.stream()] == []
+
+
+@pytest.mark.parametrize("what", ["directory", "device"])
+def test_what_can_never_be_replayed_is_a_config_error(tmp_path: Path, what: str) -> None:
+    path = str(tmp_path) if what == "directory" else "/dev/zero"
+    (problem,) = Config(path=path, format="jsonl").check()
+    assert problem[0] == "path" and ("directory" in problem[1] or "regular" in problem[1])
+
+
+async def test_a_file_without_line_ends_cannot_hold_off_a_stop(tmp_path: Path) -> None:
+    path = tmp_path / "zeros.jsonl"
+    with path.open("wb") as fh:
+        fh.truncate(64 * 1024 * 1024)  # 64 MiB of zero bytes, sparse: no newline anywhere
+    ctx = new_ctx(tmp_path)
+    src = FileSource(Config(path=str(path), read_bytes=65536), ctx)
+    await src.open()
+    stream = src.stream()
+    pending = asyncio.ensure_future(anext(stream, None))
+    await asyncio.sleep(0.05)  # let it read a while: the fault under test is a long read
+    ctx.lifetime.stop.set()
+    async with asyncio.timeout(2):
+        assert await pending is None
+    await src.close()
 
 
 async def test_a_rebuilt_source_resumes_the_replay_without_repeats(tmp_path: Path) -> None:
@@ -320,7 +388,7 @@ async def test_a_rebuilt_source_resumes_the_replay_without_repeats(tmp_path: Pat
     first = FileSource(config, ctx)
     await first.open()
     seqs: list[int] = []
-    async for batch in first.stream():
+    async for batch in delivered(first):
         seqs += batch.seq.tolist()
         if len(seqs) >= 250:
             ctx.lifetime.stop.set()
@@ -349,3 +417,73 @@ async def _forcing(ctx: TestContext, src: FileSource) -> AsyncIterator[Batch]:
     async for batch in src.stream():
         ctx.lifetime.force.set()
         yield batch
+
+
+async def restarted_replay(tmp_path: Path, path: Path, **config: Any) -> list[Batch]:
+    """A replay by a new process: a fresh context over the same state directory, whose state
+    the last run flushed (as the pipeline does at the end of a generation)."""
+    ctx = TestContext("sources[0]", str(tmp_path / "dead-letter.jsonl"), state_dir=str(tmp_path))
+    try:
+        return await replay(ctx, path, **config)
+    finally:
+        ctx.state.store.flush()
+
+
+async def test_a_restart_resumes_after_the_last_taken_batch_by_seeking(tmp_path: Path) -> None:
+    lines = [f"RST,{i},{i},{i}" for i in range(3000)]
+    path = write(tmp_path, "in.csv", "sensor_id,seq,ts,value\n" + "\n".join(lines) + "\n")
+    ctx = TestContext("sources[0]", str(tmp_path / "dead-letter.jsonl"), state_dir=str(tmp_path))
+    first = FileSource(Config(path=str(path), max_batch=100, read_bytes=4096), ctx)
+    await first.open()
+    seqs: list[int] = []
+    async for batch in delivered(first):
+        seqs += batch.seq.tolist()
+        if len(seqs) >= 2000:
+            ctx.lifetime.stop.set()
+    await first.close()
+    ctx.state.store.flush()
+    saved = ctx.state.store.load(f"file:{path}")
+    assert saved is not None
+    assert saved["next_line"] == len(seqs) + 2  # the header is line 1
+    assert saved["chunk_offset"] > 0  # a chunk past the header's: the restart seeks there
+    with structlog.testing.capture_logs() as logs:
+        rest = await restarted_replay(tmp_path, path, max_batch=100, read_bytes=4096)
+    seqs += [s for b in rest for s in b.seq.tolist()]
+    assert seqs == list(range(3000))  # no repeat, no gap
+    assert [e["event"] for e in logs if e["event"].startswith("source_")] == ["source_resumed"]
+    assert await restarted_replay(tmp_path, path, max_batch=100) == []  # all delivered already
+
+
+@pytest.mark.parametrize("change", ["replaced", "truncated"])
+async def test_a_replaced_or_truncated_file_is_read_from_its_start(
+    tmp_path: Path, change: str
+) -> None:
+    text = "".join(f'{{"sensor_id":"TR","seq":{i},"ts":{i},"value":1}}\n' for i in range(500))
+    path = write(tmp_path, "in.jsonl", text)
+    first = await restarted_replay(tmp_path, path, read_bytes=4096)
+    assert sum(len(b) for b in first) == 500
+    if change == "replaced":
+        path.unlink()
+        # as long as the old one, and quite possibly given the old one's inode number
+        write(tmp_path, "in.jsonl", text.replace('"TR"', '"TZ"'))
+    else:
+        with path.open("r+b") as fh:
+            fh.truncate(100)
+    with structlog.testing.capture_logs() as logs:
+        again = await restarted_replay(tmp_path, path, read_bytes=4096)
+    assert [e.get("reason") for e in logs if e["event"] == "source_position_reset"] == [change]
+    assert len(again) >= 1 and int(again[0].seq[0]) == 0  # from its start
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+async def test_every_reading_keeps_its_own_unit(tmp_path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        text = "sensor_id,seq,ts,value,unit\nUNIT1,0,1,1,celsius\nUNIT1,1,2,280,kelvin\n"
+    else:
+        text = (
+            '{"sensor_id":"UNIT2","seq":0,"ts":1,"value":1,"unit":"celsius"}\n'
+            '{"sensor_id":"UNIT2","seq":1,"ts":2,"value":280,"unit":"kelvin"}\n'
+        )
+    batches = await replay(new_ctx(tmp_path), write(tmp_path, f"u.{fmt}", text))
+    units = [SENSORS.unit(int(i)) for b in batches for i in b.sensor]
+    assert units == ["celsius", "kelvin"]  # not the first unit its id was seen with

@@ -8,15 +8,22 @@ checks against the per-record reference: same math, so they must be equal exactl
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import importlib
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import structlog
 
+from daemon import lifeline
 from daemon.batch import Batch, FloatArray
 from daemon.observability import events
 from daemon.sensors import SENSORS
@@ -246,3 +253,108 @@ async def test_a_pool_that_cannot_start_degrades_to_inline_math() -> None:
     out = await collect(stage.process(feed(batches(4))))
     await stage.close()
     assert records(out) == await inline_records(4)
+
+
+# -- the pool's processes end with the daemon, and ignore Ctrl-C (daemon.lifeline) -----------
+
+ROOT = Path(__file__).resolve().parents[3]
+PR_GET_PDEATHSIG = 2
+
+OWNER = """
+import asyncio, multiprocessing.forkserver as fs
+from daemon.stages.features.pool import FeaturePool
+
+async def main():
+    pool = FeaturePool(2, 8)
+    await pool.start()
+    print(fs._forkserver._forkserver_pid, *pool.worker_pids(), flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def gone_within(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := [p for p in pids if running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left
+
+
+def test_the_forkserver_and_its_workers_die_with_the_daemon() -> None:
+    """SIGKILL of the pool's owner: the forkserver (which preloaded the lifeline) and then its
+    workers are killed by the kernel, even stopped ones that could notice nothing themselves."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert owner.stdout is not None
+        pids = [int(p) for p in owner.stdout.readline().split()]
+        assert len(pids) == 3
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        owner.kill()
+        owner.wait()
+        assert not gone_within(pids, 3.0)
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+async def test_workers_ignore_sigint_and_keep_computing() -> None:
+    pool = FeaturePool(2, WINDOW)
+    await pool.start()
+    try:
+        pids = pool.worker_pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGINT)  # what Ctrl-C sends the whole process group
+        await asyncio.sleep(0.2)
+        assert all(running(p) for p in pids)
+        values = np.arange(2 * WINDOW, dtype=np.float64).reshape(2, WINDOW)
+        _, future = pool.submit(values, values)
+        assert (await future).shape == (2, 8)
+        assert pool.restarts == 0 and sorted(pool.worker_pids()) == sorted(pids)
+    finally:
+        await pool.close(wait=True)
+
+
+def test_importing_the_lifeline_outside_a_forkserver_changes_nothing() -> None:
+    """The registry imports every module; only the forkserver's preload may set the signal."""
+    importlib.reload(lifeline)
+    libc = ctypes.CDLL(None, use_errno=True)
+    sig = ctypes.c_int(-1)
+    assert libc.prctl(PR_GET_PDEATHSIG, ctypes.byref(sig), 0, 0, 0) == 0
+    assert sig.value == 0
+
+
+def test_a_child_whose_parent_died_before_prctl_exits_at_once() -> None:
+    pid = os.fork()
+    if pid == 0:  # the child: its "parent" is already someone else
+        lifeline.die_with_parent(expected_parent=os.getppid() + 1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 1
+
+
+def test_a_pool_worker_watches_the_daemon_when_its_parent_lingers() -> None:
+    """Off Linux, or with a forkserver that outlives the daemon: the worker's watch thread
+    sees the daemon gone within WATCH_S and exits."""
+    fake_daemon = subprocess.Popen(["sleep", "0.3"])
+    pid = os.fork()
+    if pid == 0:
+        lifeline.pool_worker_init(fake_daemon.pid)
+        time.sleep(10)
+        os._exit(0)
+    fake_daemon.wait()  # reaped: its pid is free
+    started = time.monotonic()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 1
+    assert time.monotonic() - started < lifeline.WATCH_S + 1.5

@@ -237,3 +237,10 @@ def test_config_bounds() -> None:
     issues.clear()
     got = build(Features.Config, {"window": 64, "workers": 0}, "s", issues)
     assert got == Features.Config(window=64, workers=0)
+
+
+def test_no_feature_is_negative_zero() -> None:
+    values = np.array([[-0.0, -0.0, -0.0, -0.0], [5.0, 4.0, 3.0, 2.0]])
+    ts = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])  # the second: no time passes
+    out = compute(values, ts)
+    assert not np.signbit(out[out == 0.0]).any()

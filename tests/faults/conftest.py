@@ -1,0 +1,18 @@
+"""The fault suite: the daemon as a process, broken the way a hostile operator would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.daemonproc import DaemonProcess
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    """Every daemon a test starts is killed at teardown, whatever the test did."""
+    started: list[DaemonProcess] = []
+    yield started
+    for d in started:
+        d.kill()
