@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from daemon.config import budget
 from daemon.config.budget import DEFAULT_MAX_BYTES
 from daemon.config.fields import ConfigError, ConfigIssue, Range, build
+from daemon.config.paths import unusable_dir
 from daemon.registry import REGISTRY, Kind
 
 
@@ -158,6 +159,8 @@ def parse_config(text: str, source: str = "<string>") -> AppConfig:
         if key not in known:
             issues.append(ConfigIssue(key, f"unknown section (known: {', '.join(sorted(known))})"))
     daemon = build(DaemonConfig, raw.get("daemon", {}), "daemon", issues)
+    if daemon is not None and (problem := unusable_dir(daemon.state_dir)):
+        issues.append(ConfigIssue("daemon.state_dir", problem))
     sources = _components(raw, "sources", "source", issues)
     stages = _components(raw, "stages", "stage", issues)
     sinks = _components(raw, "sinks", "sink", issues)
@@ -213,6 +216,8 @@ def _components(
                     spool_max_bytes=resilience.spool_max_bytes,
                     write_timeout_s=resilience.write_timeout_s,
                 )
+            if resilience is not None and (problem := unusable_dir(resilience.spool_dir)):
+                issues.append(ConfigIssue(f"{label}.spool_dir", problem))
         config = build(entry.cls.Config, params, label, issues)
         if config is not None and (kind != "sink" or resilience is not None):
             specs.append(ComponentSpec(kind, type_name, label, entry.cls, config, resilience))
