@@ -157,9 +157,7 @@ class FileSource(Source[FileConfig], name="file"):
             raise FileSourceError(f"{cfg.path}: {exc.strerror or exc}") from None
         if not stat.S_ISREG(st.st_mode):
             raise FileSourceError(f"{cfg.path}: not a regular file")
-        self._reader = LineReader(
-            self._fh, read_bytes=cfg.read_bytes, max_line_bytes=cfg.max_line_bytes
-        )
+        self._reader = self._line_reader(self._fh)
         self._pos = await self._position(st)
         self._crc = RunningCrc(self._fh.fileno(), self._pos.chunk_offset, self._pos.head_crc)
         if file_format(cfg.path, cfg.format) == "jsonl":
@@ -182,18 +180,22 @@ class FileSource(Source[FileConfig], name="file"):
 
     async def _seek_to_resume(self) -> None:
         """Resume at the saved chunk's start rather than reading the file up to it."""
-        pos, cfg = self._pos, self.config
+        pos = self._pos
         if pos is None or pos.chunk_offset == 0 or self._fh is None:
             return
         await self._fh.seek(pos.chunk_offset)
-        self._reader = LineReader(
-            self._fh,
+        self._reader = self._line_reader(self._fh, pos.chunk_offset, pos.chunk_line)
+        self._pending = None
+
+    def _line_reader(self, fh: AsyncBufferedReader, offset: int = 0, line: int = 1) -> LineReader:
+        cfg = self.config
+        return LineReader(
+            fh,
             read_bytes=cfg.read_bytes,
             max_line_bytes=cfg.max_line_bytes,
-            offset=pos.chunk_offset,
-            line=pos.chunk_line,
+            offset=offset,
+            line=line,
         )
-        self._pending = None
 
     async def close(self) -> None:
         if self._fh is not None:

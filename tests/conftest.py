@@ -1,3 +1,5 @@
+"""Fixtures every kind of test may use: the daemons a test starts as processes, killed after it."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
