@@ -17,6 +17,7 @@ class Counters:
     unspooled: int = 0  # this run's spooled readings later delivered from the spool
     read_failures: int = 0  # failed sensor reads with no last-known-good value (not in read)
     features: int = 0  # derived feature records emitted
+    alerts: int = 0  # derived alert records emitted (firing and resolved)
     spool_corrupt: int = 0  # spool records skipped for a bad CRC, quarantined
     # Spool data found missing (a deleted, emptied or replaced segment, a segment cut below the
     # cursor): one per segment. Not readings: what a vanished file held is unknown.

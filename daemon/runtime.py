@@ -152,6 +152,10 @@ class ComponentContext:
         """Derived records (features, alerts) a stage emitted; they are not readings."""
         self._state.counters.features += records
 
+    def count_alerts(self, records: int) -> None:
+        """Alert records (firing, resolved) a stage emitted; derived records, not readings."""
+        self._state.counters.alerts += records
+
     def reject(self, rejects: Iterable[tuple[str, Any, dict[str, Any] | None]]) -> int:
         """Dead-letter `(reason, raw, extra)` items with this component's label, written (and
         fsynced) together, and count them `rejected`. A source's rejects are bad input that was

@@ -59,6 +59,7 @@ SENSOR_RECOVERED: Final = "sensor_recovered"
 FEATURE_WORKER_CRASHED: Final = "feature_worker_crashed"
 ENCODER_RESTARTED: Final = "encoder_restarted"
 FEATURES_FAILED: Final = "features_failed"
+ALERT_INPUT_MISSING: Final = "alert_input_missing"
 
 # state across restarts
 STATE_CORRUPT: Final = "state_corrupt"
