@@ -26,6 +26,7 @@ from daemon.batch import Batch
 from daemon.components import Source
 from daemon.config.fields import Range
 from daemon.observability import events
+from daemon.resilience.retry import backoff_delay
 from daemon.runtime import ComponentContext, Token
 from daemon.sources.file.line_reader import LineReader, Lines
 from daemon.sources.file.parse import CsvParser, HeaderError, JsonlParser
@@ -122,9 +123,10 @@ class FileSource(Source[FileConfig], name="file"):
             self._failed(exc, wait_s=0.0)
 
     async def _wait_until_open(self) -> bool:
-        """Retry opening with exponential backoff (capped at `retry_max_s`), each failure
-        logged; False once stopped."""
-        delay = 0.1
+        """Retry opening with the sinks' exponential backoff (from 0.1 s, capped at
+        `retry_max_s`, no jitter: one daemon, one file), each failure logged; False once
+        stopped."""
+        delay, tries = 0.1, 0
         while self._reader is None:
             if await stopped_within(self.ctx.stop, delay):
                 return False
@@ -132,7 +134,10 @@ class FileSource(Source[FileConfig], name="file"):
                 await self._open()
             except FileSourceError as exc:
                 await self._close_file()
-                delay = min(delay * 2, self.config.retry_max_s)
+                tries += 1
+                delay = backoff_delay(
+                    tries, base_delay_s=0.1, max_delay_s=self.config.retry_max_s, jitter=False
+                )
                 self._failed(exc, wait_s=delay)
         return True
 
