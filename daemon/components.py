@@ -127,6 +127,11 @@ class Source(Component[ConfigT]):
 class Stage(Component[ConfigT]):
     kind = "stage"
     protocol = StageProtocol
+    # Capability: this stage may yield part of an input batch and keep the rest for a later
+    # yield (a re-batcher, a reorder buffer). Then a delivered batch proves only the batches
+    # before it taken, and a source's acks wait one batch longer (daemon/topology/receipts.py).
+    # A stage that yields each input batch whole (filtered, transformed, merged) leaves it False.
+    holds_parts: ClassVar[bool] = False
 
     @required
     def process(self, batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:

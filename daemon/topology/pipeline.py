@@ -157,7 +157,7 @@ class Pipeline:
         self.queue = asyncio.Queue(maxsize=self.config.daemon.queue_batches)
         ahead = encoder_ahead(comps.sinks)
         stream: AsyncIterator[Any] = chain(self.queue, comps.stages, self.stage_stats)
-        receipts = Receipts()
+        receipts = Receipts(parts_held=any(stage.holds_parts for stage in comps.stages))
         pumping = asyncio.create_task(
             pump(comps.sources, self.queue, self.state.counters, receipts), name="sources"
         )

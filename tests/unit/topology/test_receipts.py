@@ -1,4 +1,5 @@
-"""Receipts: a source's batch is taken once a later batch is delivered, or the drain ends."""
+"""Receipts: a source's batch is taken once it is delivered (or, behind a stage that holds parts
+of batches, once a later batch is), or the drain ends."""
 
 from __future__ import annotations
 
@@ -38,8 +39,19 @@ def batch(first: int = 0, n: int = 4) -> Batch:
     return Batch.of_sensor("RECEIPT1", seq, 1.7e9 + seq, np.full(n, 20.0))
 
 
-def test_a_delivered_batch_settles_those_before_it_not_itself() -> None:
+def test_a_delivered_batch_settles_itself_and_those_before_it() -> None:
     source, receipts = Marking(), Receipts()
+    batches = [batch(4 * i) for i in range(3)]
+    for b in batches:
+        receipts.issue(source, b)
+    receipts.delivered(batches[0])
+    assert source.taken_marks == [0]  # at once: a broker's ack need not wait for more data
+    receipts.delivered(batches[2])  # batch 1 was filtered away entirely
+    assert source.taken_marks == [0, 4, 8]
+
+
+def test_behind_a_stage_holding_parts_a_delivered_batch_settles_those_before_it() -> None:
+    source, receipts = Marking(), Receipts(parts_held=True)
     batches = [batch(4 * i) for i in range(4)]
     for b in batches:
         receipts.issue(source, b)
@@ -63,7 +75,7 @@ def test_what_a_stage_makes_of_a_batch_keeps_its_place() -> None:
     assert kept.ordinal == 1
     assert Batch.concat([second, first]).ordinal == 0  # a merge is taken once all of it is
     receipts.delivered(kept)
-    assert source.taken_marks == [0]
+    assert source.taken_marks == [0, 4]
 
 
 def test_a_spool_replay_settles_nothing() -> None:
@@ -83,4 +95,4 @@ def test_after_an_abandoned_batch_nothing_is_settled() -> None:
     receipts.close()  # batch 1's successor was abandoned at a forced exit
     receipts.delivered(batches[2])
     receipts.settle_all()
-    assert source.taken_marks == [0]
+    assert source.taken_marks == [0, 4]
