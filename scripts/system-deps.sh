@@ -2,6 +2,7 @@
 # Install the Debian packages the tests need, only when missing (idempotent, non-interactive):
 #   systemd    -> systemd-analyze, for tests/integration/test_systemd_unit.py
 #   logrotate  -> logrotate, to check systemd/ingestd.logrotate
+#   mosquitto, mosquitto-clients, nats-server, postgresql-client -> the broker and database tests
 # Needs root (or sudo) only when something is actually missing. Elsewhere than Debian/Ubuntu it
 # prints what is missing and leaves it to you; the tests that need these tools skip without them
 # (unless CI=true).
@@ -10,9 +11,14 @@ set -euo pipefail
 missing=()
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing+=(logrotate)
+# The broker tests start private brokers (to restart them mid-run) and publish with real clients.
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+[ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "system-deps: systemd-analyze and logrotate present"
+    echo "system-deps: all present"
     exit 0
 fi
 
