@@ -15,7 +15,9 @@ compare runs made side by side.
 The daemon runs as a real process on a generated config (see `workloads.py`); a run whose
 counters do not reconcile at shutdown, or a backpressure run that fails its checks (source
 slowed, sink paced, nothing lost, memory bounded), makes the exit status 1 after everything is
-printed. `--quick` runs all of it on a tiny workload (the test suite does).
+printed. `--quick` runs all of it on a tiny workload (the test suite does). `--plots DIR` also
+draws this run's charts into DIR (`benchmarks.plots`; without matplotlib it says how to install
+it, and the run and its exit status are unaffected).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from benchmarks import load, report, throughput
+from benchmarks import load, plots, report, throughput
 from benchmarks.daemonrun import DaemonFailed
 from benchmarks.workloads import FULL, QUICK, Sizes
 
@@ -86,6 +89,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--concurrency-s", type=float, help="concurrency run length (60 s)")
     parser.add_argument(
+        "--plots", metavar="DIR", help="draw this run's charts (PNG) into DIR, e.g. a scratch dir"
+    )
+    parser.add_argument(
         "--backpressure-s",
         type=float,
         help="backpressure run length at least (30 s; then until the buffers are steady)",
@@ -100,8 +106,21 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+EMITTED: list[dict[str, Any]] = []  # this invocation's lines, for `--plots`
+
+
 def emit(obj: dict[str, Any]) -> None:
+    EMITTED.append(obj)
     print(json.dumps(obj), flush=True)
+
+
+def draw(directory: str) -> None:
+    """This run's charts (the ones its scenarios have data for) into `directory`."""
+    if not plots.has_matplotlib():
+        print(f"--plots: {plots.INSTALL}", file=sys.stderr)
+        return
+    for path, _ in plots.render([("this run", EMITTED)], Path(directory)).values():
+        print(f"chart: {path}", file=sys.stderr)
 
 
 def failures(name: str, result: dict[str, Any]) -> list[str]:
@@ -146,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         emit(r)
     emit({"load_at_end": os.getloadavg()})
     report.table(summary, ratio, sys.stderr)
+    if args.plots:
+        draw(args.plots)
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -105,6 +105,8 @@ def concurrency(sizes: Sizes, seconds: float, wakeups_hz: float = 0.0) -> dict[s
         "cpu_cores": measure.cpu_cores(steady),
         "peak_rss_mb": end["peak_rss_mb"],
         "reconciled": end["reconciled"],
+        # the whole run's latency distribution (for the CDF chart: `benchmarks.plots`)
+        "e2e_cdf_ms": seen.event("shutdown_complete").get("e2e_latency_cdf_ms"),
     }
 
 
@@ -194,6 +196,9 @@ def backpressure(sizes: Sizes, seconds: float) -> dict[str, Any]:
         "counters": counters,
         "lost": counters["in_flight"],  # read but neither written, filtered, rejected nor spooled
         "reconciled": end["reconciled"],
+        # source against sink rate over the run (for the chart: `benchmarks.plots`)
+        "rate_series": measure.rate_series(seen),
+        "stop_at_s": round(ran, 2),
     }
     result["checks"] = {
         "source_slowed": read_rate is not None and read_rate <= CHECK_SLOWED * nominal,

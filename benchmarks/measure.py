@@ -81,3 +81,25 @@ def series(samples: list[Sample], points: int = 12) -> list[list[float]]:
     if picked[-1] is not samples[-1]:
         picked.append(samples[-1])
     return [[s.health["counters"]["read"], rss_mb(s)] for s in picked]
+
+
+def rate_series(seen: Observed) -> list[list[float]]:
+    """`[seconds since READY=1, read/s, written/s, readings in flight]` between each two
+    consecutive health events, the drain after our SIGTERM included: the sources' rate against
+    the sink's over a run (for the backpressure chart)."""
+    ready = seen.ready_at or seen.started_at
+    out: list[list[float]] = []
+    for a, b in zip(seen.samples, seen.samples[1:], strict=False):
+        elapsed = b.at - a.at
+        if elapsed <= 0:
+            continue
+        before, after = a.health["counters"], b.health["counters"]
+        out.append(
+            [
+                round(b.at - ready, 2),
+                round((after["read"] - before["read"]) / elapsed, 1),
+                round((after["written"] - before["written"]) / elapsed, 1),
+                after["in_flight"],
+            ]
+        )
+    return out

@@ -163,6 +163,7 @@ class Daemon:
             },
             duration_s=round(time.monotonic() - self.started_at, 3),
             peak_rss_mb=peak_rss_mb(),
+            e2e_latency_cdf_ms=self.state.latency.cdf_ms(),
         )
         if self.log_sink is not None:
             self.log_sink.close()
@@ -243,8 +244,14 @@ class Daemon:
             self.state.gauges.clear()
         await self._apply_daemon_settings(old.daemon)
         changed = list(plan.changed)
+        for change in plan.keys:  # the audit trail: what was edited, from what, to what
+            log.info(events.CONFIG_KEY_CHANGED, key=change.key, old=change.old, new=change.new)
         log.info(
-            events.CONFIG_RELOADED, config=self.config.path, changed=changed, rebuilt=plan.rebuild
+            events.CONFIG_RELOADED,
+            config=self.config.path,
+            changed=changed,
+            keys=[change.key for change in plan.keys],
+            rebuilt=plan.rebuild,
         )
 
     # -- helpers ---------------------------------------------------------------------------

@@ -16,8 +16,12 @@ from daemon.app import Daemon
 from daemon.config import ConfigError, ConfigIssue, load_config
 from daemon.config.budget import total_bytes
 from daemon.config.preflight import preflight
-from daemon.manifest import manifest, render_manifest
+from daemon.manifest import builtin, manifest, render_manifest
+from daemon.reference import render_markdown
 from daemon.tail import add_tail_arguments, run_tail
+from daemon.testing import add_test_arguments, run_tests
+from daemon.tools.tap import add_tap_arguments, run_tap
+from daemon.tools.top import add_top_arguments, run_top
 
 EX_OK = 0
 EX_CONFIG = 78
@@ -45,19 +49,30 @@ def _parser() -> argparse.ArgumentParser:
         )
     stages = sub.add_parser("stages", help="the manifest of every registered component")
     stages.add_argument("--json", action="store_true", help="machine-readable manifest")
+    stages.add_argument(
+        "--markdown", action="store_true", help="the component reference (docs/COMPONENTS.md)"
+    )
+    stages.add_argument(
+        "--builtin", action="store_true", help="only the components that ship with ingestd"
+    )
     tail = sub.add_parser("tail", help="a readable view of the JSON logs")
     add_tail_arguments(tail)
+    test = sub.add_parser("test", help="run pipeline unit tests written in TOML")
+    add_test_arguments(test)
+    top = sub.add_parser("top", help="a live dashboard of a running daemon (over its HTTP)")
+    add_top_arguments(top)
+    tap = sub.add_parser("tap", help="live records at a stage or sink, as JSON lines")
+    add_tap_arguments(tap)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "stages":
-        entries = manifest()
-        print(json.dumps(entries, indent=2) if args.json else render_manifest(entries))
-        return EX_OK
-    if args.command == "tail":
-        return run_tail(args)
+    local = {"stages": _print_stages, "tail": run_tail, "test": run_tests}
+    if args.command in local:  # the commands that need no config and no running daemon
+        return local[args.command](args)
+    if args.command in ("top", "tap"):  # the tools that talk to a running daemon's HTTP
+        return run_top(args) if args.command == "top" else run_tap(args)
     path = args.config or default_config_path()
     try:
         config = load_config(path)
@@ -73,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EX_OK
     return Daemon(config).run()
+
+
+def _print_stages(args: argparse.Namespace) -> int:
+    entries = builtin(manifest()) if args.builtin else manifest()
+    if args.markdown:
+        sys.stdout.write(render_markdown(entries))
+    else:
+        print(json.dumps(entries, indent=2) if args.json else render_manifest(entries))
+    return EX_OK
 
 
 def _invalid(path: Path, issues: list[ConfigIssue]) -> int:

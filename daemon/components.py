@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin
 from typing import runtime_checkable as _runtime_checkable
 
-from daemon.batch import Batch
+from daemon.batch import RECORD_KINDS, Batch
 from daemon.registry import REGISTRY, Kind
 from daemon.runtime import ComponentContext
 
@@ -146,12 +146,28 @@ class PermanentSinkError(SinkError):
     """The sink refuses these readings; no retry can fix it. They go to the dead-letter file."""
 
 
+class RowsRefused(PermanentSinkError):
+    """The sink wrote the batch except these rows, which it refuses for good: `refused` maps a
+    row's index in the batch to the reason. Raise it only once the others are durably written
+    (flushed): the guard treats the write as done (no retry, no breaker failure), and only the
+    refused rows are dead-lettered and counted `rejected`, the rest `written`. A
+    `PermanentSinkError`, so that code knowing only whole-batch refusals still loses nothing."""
+
+    def __init__(self, refused: dict[int, str]) -> None:
+        first = next(iter(refused.values()), "")
+        super().__init__(f"{len(refused)} row(s) refused, the first: {first}")
+        self.refused = refused
+
+
 class Sink(Component[ConfigT]):
     kind = "sink"
     protocol = SinkProtocol
     # Capability: batches reach `write` with their JSON-lines bytes already encoded by the
     # encoder child process (`daemon.wire.ahead`); an instance may turn it off by its config.
     wants_wire_bytes: ClassVar[bool] = False
+    # What it can store, of `batch.RECORD_KINDS`: a sink's `kinds` key chooses among these
+    # (absent: all of them), so it is handed only readings and derived records of its kinds.
+    stores: ClassVar[frozenset[str]] = frozenset(RECORD_KINDS)
 
     def uses_wire_bytes(self) -> bool:
         """Whether this instance takes pre-encoded bytes (the class flag, unless configured off)."""

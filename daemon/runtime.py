@@ -26,6 +26,7 @@ from daemon.registry import Kind
 
 if TYPE_CHECKING:
     from daemon.observability.latency import LatencyHistogram
+    from daemon.observability.tap import TapBoard
     from daemon.state import StateStore
 
 
@@ -34,6 +35,13 @@ def _latency_histogram() -> LatencyHistogram:
     from daemon.observability.latency import LatencyHistogram  # noqa: PLC0415 - import cycle
 
     return LatencyHistogram()
+
+
+def _tap_board() -> TapBoard:
+    # Imported on use, like the histogram: the board encodes through daemon.wire.
+    from daemon.observability.tap import TapBoard  # noqa: PLC0415 - import cycle
+
+    return TapBoard()
 
 
 def _state_store(directory: str | None = None) -> StateStore:
@@ -58,6 +66,8 @@ class RunState:
     latency: LatencyHistogram = field(default_factory=_latency_histogram)
     # What survives a restart (next seqs, file positions), saved once durably taken.
     store: StateStore = field(default_factory=_state_store)
+    # The data path's hook points for `ingestd tap`; a tap outlives a reload that keeps its label.
+    taps: TapBoard = field(default_factory=_tap_board)
 
     @classmethod
     def fresh(cls, dead_letter_path: str, state_dir: str | None = None) -> RunState:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from daemon.batch import RECORD_KINDS
 from daemon.config import budget
 from daemon.config.budget import DEFAULT_MAX_BYTES
 from daemon.config.fields import ConfigError, ConfigIssue, Range, build
@@ -109,6 +110,27 @@ class SinkResilience:
         "deadline of one write+flush (and of open, flush and close); past it the write is"
         " cancelled, the breaker opens and the batch is spooled",
     ] = 30.0
+    # Why here: choosing what a sink takes is the topology's job (the guarded sink hands it a
+    # part of each batch), not each sink's; so it is a key every sink has, checked once.
+    kinds: Annotated[
+        tuple[str, ...] | None,
+        "what the sink takes, of reading, features, alert (absent: all it can store);"
+        " e.g. alerts to MQTT while readings go to PostgreSQL",
+    ] = None
+
+    def check(self) -> list[tuple[str, str]]:
+        if self.kinds is None:
+            return []
+        known = ", ".join(RECORD_KINDS)
+        if not self.kinds:
+            return [("kinds", f"must not be empty (known: {known})")]
+        unknown = [k for k in self.kinds if k not in RECORD_KINDS]
+        if unknown:
+            names = ", ".join(repr(k) for k in unknown)
+            return [("kinds", f"unknown kind {names} (known: {known})")]
+        if len(set(self.kinds)) < len(self.kinds):
+            return [("kinds", "must not name a kind twice")]
+        return []
 
 
 _RESILIENCE_KEYS = set(SinkResilience.__dataclass_fields__)
@@ -208,17 +230,37 @@ def _components(
             res_raw = {k: params.pop(k) for k in list(params) if k in _RESILIENCE_KEYS}
             resilience = build(SinkResilience, res_raw, label, issues)
             if resilience is not None and not resilience.spool_dir:
-                resilience = SinkResilience(
-                    retry=resilience.retry,
-                    breaker=resilience.breaker,
-                    spool_dir=f"data/spool/{type_name}-{i}",
-                    spool_segment_bytes=resilience.spool_segment_bytes,
-                    spool_max_bytes=resilience.spool_max_bytes,
-                    write_timeout_s=resilience.write_timeout_s,
-                )
+                resilience = replace(resilience, spool_dir=f"data/spool/{type_name}-{i}")
+            if resilience is not None:
+                resilience = _sink_kinds(resilience, type_name, entry.cls, label, issues)
             if resilience is not None and (problem := unusable_dir(resilience.spool_dir)):
                 issues.append(ConfigIssue(f"{label}.spool_dir", problem))
         config = build(entry.cls.Config, params, label, issues)
         if config is not None and (kind != "sink" or resilience is not None):
             specs.append(ComponentSpec(kind, type_name, label, entry.cls, config, resilience))
     return specs
+
+
+def _sink_kinds(
+    resilience: SinkResilience,
+    type_name: str,
+    cls: type[Any],
+    label: str,
+    issues: list[ConfigIssue],
+) -> SinkResilience | None:
+    """`kinds` resolved against what the sink class `stores`: absent, all of it (in
+    `RECORD_KINDS` order); a kind it cannot store is an issue (None)."""
+    stores: frozenset[str] = getattr(cls, "stores", frozenset(RECORD_KINDS))
+    if resilience.kinds is None:
+        return replace(resilience, kinds=tuple(k for k in RECORD_KINDS if k in stores))
+    refused = [k for k in resilience.kinds if k not in stores]
+    if refused:
+        can = ", ".join(k for k in RECORD_KINDS if k in stores)
+        names = ", ".join(repr(k) for k in refused)
+        issues.append(
+            ConfigIssue(
+                f"{label}.kinds", f"a {type_name} sink cannot store {names} (it stores: {can})"
+            )
+        )
+        return None
+    return resilience

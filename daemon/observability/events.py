@@ -15,6 +15,7 @@ PIPELINE_HEALTH: Final = "pipeline_health"
 PIPELINE_FAILED: Final = "pipeline_failed"
 CONFIG_RELOADED: Final = "config_reloaded"
 CONFIG_RELOAD_FAILED: Final = "config_reload_failed"
+CONFIG_KEY_CHANGED: Final = "config_key_changed"  # one per changed key of a reload, old -> new
 SHUTDOWN_STARTED: Final = "shutdown_started"
 SHUTDOWN_PHASE: Final = "shutdown_phase"
 PIPELINE_STOPPING: Final = "pipeline_stopping"
@@ -45,6 +46,10 @@ DEAD_LETTER_FAILED: Final = "dead_letter_failed"
 DEAD_LETTER_RECOVERED: Final = "dead_letter_recovered"
 SINK_CLOSE_FAILED: Final = "sink_close_failed"
 SINK_OPEN_FAILED: Final = "sink_open_failed"
+SINK_CONNECTED: Final = "sink_connected"  # a publish sink (mqtt, nats) reached its broker
+SINK_STREAM_CREATED: Final = "sink_stream_created"  # nats sink: `stream` was missing, created
+HYPERTABLE_SKIPPED: Final = "hypertable_skipped"  # postgres hypertable = true, no TimescaleDB
+HYPERTABLE_CREATED: Final = "hypertable_created"
 SINK_ROTATED: Final = "sink_rotated"
 SINK_ROTATE_FAILED: Final = "sink_rotate_failed"
 SINK_TRUNCATE_FAILED: Final = "sink_truncate_failed"
@@ -60,6 +65,16 @@ FEATURE_WORKER_CRASHED: Final = "feature_worker_crashed"
 ENCODER_RESTARTED: Final = "encoder_restarted"
 FEATURES_FAILED: Final = "features_failed"
 ALERT_INPUT_MISSING: Final = "alert_input_missing"
+SOURCE_CONNECTED: Final = "source_connected"
+SOURCE_DISCONNECTED: Final = "source_disconnected"
+SOURCE_STREAM_CREATED: Final = "source_stream_created"
+SOURCE_CONSUMER_CREATED: Final = "source_consumer_created"
+SOURCE_CONSUMER_UPDATED: Final = "source_consumer_updated"
+SOURCE_ACK_FAILED: Final = "source_ack_failed"
+SOURCE_BOUND: Final = "source_bound"  # a NATS source bound to its consumer; with the backlog
+SOURCE_RECONNECTING: Final = "source_reconnecting"  # a broker source waits, then tries again
+SOURCE_SUBSCRIBE_FAILED: Final = "source_subscribe_failed"  # the broker refused a topic filter
+SOURCE_SUBSCRIBED: Final = "source_subscribed"  # the broker confirmed the topic filters (SUBACK)
 
 # state across restarts
 STATE_CORRUPT: Final = "state_corrupt"
@@ -75,6 +90,8 @@ LOOP_STALLED: Final = "loop_stalled"
 LOOP_RECOVERED: Final = "loop_recovered"
 HTTP_STARTED: Final = "http_started"
 HTTP_REQUEST_FAILED: Final = "http_request_failed"
+TAP_ATTACHED: Final = "tap_attached"
+TAP_DETACHED: Final = "tap_detached"
 
 ALL: Final[frozenset[str]] = frozenset(
     value for name, value in dict(globals()).items() if name.isupper() and isinstance(value, str)

@@ -82,6 +82,22 @@ class LatencyHistogram:
         """The whole run so far."""
         return summarize(self.counts, self.max_s)
 
+    def cdf_ms(self) -> list[list[float]]:
+        """The whole run's ages as a distribution, for `shutdown_complete` (what a latency CDF
+        is drawn from, where percentiles are three points of it): `[upper edge in ms, share of
+        readings at most that old]` for each bucket holding any, the last edge capped at the
+        exact maximum."""
+        total = int(self.counts.sum())
+        if total == 0:
+            return []
+        held = np.flatnonzero(self.counts)
+        share = np.cumsum(self.counts)[held] / total
+        upper = np.minimum(EDGES_S[held + 1], max(self.max_s, float(EDGES_S[held[-1]])))
+        return [
+            [round(float(u) * 1e3, 4), round(float(s), 6)]
+            for u, s in zip(upper, share, strict=True)
+        ]
+
 
 class LatencyWindow:
     """What was recorded into `histogram` since this window's previous `take()`."""

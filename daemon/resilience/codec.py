@@ -11,7 +11,9 @@ Sensor indexes are per process (the intern table), so a payload carries the batc
 Layout, little-endian: u32 rows, u32 meta length, meta (orjson: ids, units, column names, derived
 records, and `copy: true` on a second sink's copy; space-padded to a multiple of 8), then the
 columns: seq i8, ts f8, value f8, each extra column f8 (in `meta.cols` order), local sensor index
-i4, stale u1.
+i4, quality u1 (`batch.QUALITIES` codes: 0 ok, 1 stale, 2 interpolated; an older ingestd wrote
+the same byte as its `stale` flag, 0 or 1, so old spools read unchanged, and an older ingestd
+reads a 2 as stale).
 
 Why `copy` lives in the payload: with several sinks, one batch can be spooled by each of them,
 but it was counted once (`spooled`) at the fan-out; so exactly one of the copies carries the
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from daemon.batch import Batch
+from daemon.batch import Batch, qualities_from_bytes
 from daemon.sensors import SENSORS
 
 _PREFIX = struct.Struct("<II")
@@ -73,7 +75,7 @@ def encode_batch(batch: Batch, *, copy: bool = False) -> bytes:
         batch.value.astype("<f8", copy=False).tobytes(),
         *(col.astype("<f8", copy=False).tobytes() for col in batch.columns.values()),
         local.astype("<i4", copy=False).tobytes(),
-        batch.stale.astype(np.bool_, copy=False).tobytes(),
+        batch.quality_bytes().tobytes(),
     ]
     return b"".join(parts)
 
@@ -143,7 +145,7 @@ def decode_spooled(payload: bytes) -> tuple[Batch, bool]:
     value = take("<f8", np.float64)
     columns = {name: take("<f8", np.float64) for name in names}
     local = take("<i4", np.int32)
-    stale = take("u1", np.bool_)
+    stale, interpolated = qualities_from_bytes(take("u1", np.uint8))
     table = np.array(
         [SENSORS.intern(sid, unit) for sid, unit in zip(meta["ids"], meta["units"], strict=True)],
         dtype=np.int32,
@@ -157,5 +159,6 @@ def decode_spooled(payload: bytes) -> tuple[Batch, bool]:
         stale=stale,
         columns=columns,
         derived=meta["derived"],
+        interpolated=interpolated,
     )
     return batch, bool(meta.get("copy", False))

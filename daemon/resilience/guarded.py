@@ -11,7 +11,8 @@ one object decides, per batch, between writing, replaying and spooling:
 4. Otherwise write + flush with retries, through the breaker, each try within `write_timeout_s`
    (`attempt.py`); retries exhausted → a breaker failure, a timeout → the breaker opens; either
    way the batch is spooled. A `PermanentSinkError` is "rejected" (the topology dead-letters it)
-   and says nothing about the sink's health.
+   and says nothing about the sink's health. `RowsRefused` (the sink took the batch but for
+   some rows) is "written" with those rows named: only they are dead-lettered and rejected.
 
 When the spool cannot take the batch (its cap, a full disk, any write error) the batch is neither
 dropped nor counted: `deliver` waits — the sink loop awaits it, so the stages and the sources
@@ -21,6 +22,9 @@ At a forced exit with nowhere to put it, it is `abandoned`: the only loss (`park
 A thread blocked in the kernel (a sink's aiofiles write to a FIFO nobody reads) cannot be
 stopped by anyone: the deadline returns the delivery on time, but the thread stays blocked in the
 loop's default executor, so the process must not wait for that executor at exit (`attempt.py`).
+
+The sink is handed only the part of each batch its `kinds` select (`kinds.py`); that part is what
+it writes, spools and replays. A batch with nothing for it never reaches it (taken, trivially).
 
 The topology counts the outcome of new batches; this class counts what replays deliver (see
 `replay.settle`), once per reading whatever the number of sinks (`copies.py`). One coroutine
@@ -37,8 +41,9 @@ from functools import partial
 from typing import Any
 
 from daemon.batch import Batch
-from daemon.components import PermanentSinkError, Sink, SinkError
+from daemon.components import PermanentSinkError, RowsRefused, Sink, SinkError
 from daemon.config.loader import SinkResilience
+from daemon.deadletter import DeadLetterEntry
 from daemon.observability import events
 from daemon.resilience.attempt import Forced, SinkCalls, WriteTimeout
 from daemon.resilience.breaker import (
@@ -48,8 +53,16 @@ from daemon.resilience.breaker import (
     CircuitOpenError,
 )
 from daemon.resilience.copies import SpoolCopies
-from daemon.resilience.parking import WRITTEN, Delivery, Parker, SpoolIO, reason_of
-from daemon.resilience.replay import ReplayRuns, dead_letter, settle
+from daemon.resilience.kinds import Taking
+from daemon.resilience.parking import (
+    WRITTEN,
+    Delivery,
+    Parker,
+    SpoolIO,
+    reason_of,
+    written_except,
+)
+from daemon.resilience.replay import ReplayRuns, dead_letter, dead_letter_rows, settle
 from daemon.resilience.spool import Spool
 from daemon.runtime import Lifetime, RunState
 
@@ -72,6 +85,7 @@ class GuardedSink:
         self.log = sink.ctx.log
         self._state = state
         self._force = lifetime.force
+        self.taking = Taking(resilience.kinds if resilience.kinds is not None else sink.stores)
         self._calls = SinkCalls(
             sink, resilience.retry, resilience.write_timeout_s, self._force, sleep
         )
@@ -108,6 +122,11 @@ class GuardedSink:
     @property
     def spool(self) -> Spool:
         return self._spool
+
+    @property
+    def takes_readings(self) -> bool:
+        """Whether its outcome counts for the readings (else it acknowledges them trivially)."""
+        return self.taking.takes_readings
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -156,14 +175,23 @@ class GuardedSink:
     # -- the topology's calls ----------------------------------------------------------------
 
     async def deliver(self, batch: Batch, copies: SpoolCopies | None = None) -> Delivery:
-        """Write, spool or reject `batch` (abandon it only at a forced exit with no room
-        anywhere); never raises SinkError. `copies`: shared by the fan-out's sinks."""
+        """Write, spool or reject the part of `batch` this sink takes (abandon it only at a
+        forced exit with no room anywhere); never raises SinkError. `copies`: shared by the
+        fan-out's sinks."""
+        part = self.taking.part(batch)
+        if part is None:
+            return WRITTEN  # nothing of it is for this sink: taken, without a call
+        if not self.takes_readings:
+            copies = None  # its parts count no reading, so they never carry the count
         async with self._lock:
+            delivery: Delivery | None = None
             if not self._force.is_set():
-                taken = await self._try_sink(batch)
-                if taken is not None:
-                    return taken
-            return await self._parker.park(batch, copies)
+                delivery = await self._try_sink(part)
+            if delivery is None:
+                delivery = await self._parker.park(part, copies)
+        if delivery.outcome == "rejected" and not len(part):
+            self._refused_records(part, delivery.reason or "rejected by sink")
+        return delivery
 
     async def maybe_replay(self) -> bool:
         """Replay if the spool holds batches and the breaker allows; True when the spool is
@@ -186,6 +214,8 @@ class GuardedSink:
             await self._guard.call(partial(self._calls.write, batch))
         except (CircuitOpenError, Forced):
             return None
+        except RowsRefused as exc:  # written but for those rows: the fan-out dead-letters them
+            return written_except(exc)
         except PermanentSinkError as exc:
             return Delivery("rejected", reason_of(exc))
         except SinkError as exc:
@@ -203,24 +233,46 @@ class GuardedSink:
                     return True
                 item = self._spool.peek()
                 assert item is not None  # loaded just now
-                rejected = False
+                rejected, refused = False, 0
+                part = self.taking.part(item.batch)  # the kinds may have changed since
                 try:
-                    await self._guard.call(partial(self._calls.write, item.batch))
+                    if part is not None:
+                        await self._guard.call(partial(self._calls.write, part))
                 except (CircuitOpenError, Forced):
                     return False
+                except RowsRefused as exc:  # written but for those rows
+                    dead_letter_rows(self._state, self.label, item.batch, exc.refused)
+                    refused = len(exc.refused)
                 except PermanentSinkError as exc:
                     dead_letter(self._state, self.label, item, reason_of(exc))
+                    if part is not None and not len(part):
+                        self._refused_records(part, reason_of(exc))
                     rejected = True
                 except SinkError as exc:
                     self._write_failed(exc, replay=True)
                     return False
                 await self._io.run(self._spool.ack, item)
-                runs.add(item, rejected=rejected)
-                settle(self._state.counters, item, rejected=rejected)
+                runs.add(item, rejected=rejected, refused=refused)
+                settle(self._state.counters, item, rejected=rejected, refused=refused)
             return False
         finally:
             runs.report(self.log, self.label)
             self._publish()
+
+    def _refused_records(self, part: Batch, reason: str) -> None:
+        """A part without readings refused for good: its derived records are dead-lettered
+        with the reason (not counted `rejected`: they are not readings), never dropped
+        unseen. A part with readings goes the readings' way (the fan-out dead-letters them)."""
+        self._state.dead_letter.write_all(
+            DeadLetterEntry(reason, self.label, record) for record in part.derived
+        )
+        self.log.warning(
+            events.SINK_REJECTED,
+            sink=self.label,
+            readings=0,
+            records=len(part.derived),
+            reason=reason,
+        )
 
     def _write_failed(self, exc: SinkError, **fields: Any) -> None:
         if isinstance(exc, WriteTimeout):

@@ -26,14 +26,14 @@ exit with nowhere to put what is in flight, is the only loss; those readings sta
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, TypeVar
 
 from daemon.batch import Batch
-from daemon.components import PermanentSinkError, SinkError
+from daemon.components import PermanentSinkError, RowsRefused, SinkError
 from daemon.observability import events
 from daemon.resilience.attempt import SinkCalls
 from daemon.resilience.breaker import AsyncCircuitBreaker
@@ -55,6 +55,13 @@ Outcome = Literal["written", "spooled", "rejected", "abandoned"]
 class Delivery:
     outcome: Outcome
     reason: str | None = None
+    # "written" except these rows, which the sink refused for good (`RowsRefused`): row index
+    # in the batch -> reason. The fan-out (or the replay) dead-letters and counts only them.
+    refused: Mapping[int, str] | None = None
+
+
+def written_except(exc: RowsRefused) -> Delivery:
+    return Delivery("written", refused=exc.refused)
 
 
 WRITTEN = Delivery("written")
@@ -187,6 +194,8 @@ class Parker:
             return SPOOLED
         try:
             await self._guard.call(partial(self._calls.last_chance, batch, LAST_CHANCE_S))
+        except RowsRefused as exc:
+            return written_except(exc)
         except PermanentSinkError as exc:
             return Delivery("rejected", reason_of(exc))
         except SinkError as exc:

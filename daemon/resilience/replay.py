@@ -7,9 +7,13 @@ sink's spool counts (`copies.py`): delivered to this sink, counted nowhere a sec
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from daemon.batch import Batch
 from daemon.counters import Counters
 from daemon.deadletter import DeadLetterEntry
 from daemon.observability import events
@@ -29,13 +33,14 @@ class ReplayRuns:
     def __init__(self) -> None:
         self._runs = {True: _Run(), False: _Run()}
 
-    def add(self, item: SpooledBatch, *, rejected: bool) -> None:
+    def add(self, item: SpooledBatch, *, rejected: bool, refused: int = 0) -> None:
         run = self._runs[item.inherited]
         if rejected:
             run.rejected += item.readings
         else:
             run.batches += 1
-            run.readings += item.readings
+            run.readings += item.readings - refused
+            run.rejected += refused
         if not item.counted:
             run.copies += item.readings
 
@@ -53,8 +58,9 @@ class ReplayRuns:
                 )
 
 
-def settle(counters: Counters, item: SpooledBatch, *, rejected: bool) -> None:
-    """Count a replayed batch the sink acknowledged or refused (already dead-lettered).
+def settle(counters: Counters, item: SpooledBatch, *, rejected: bool, refused: int = 0) -> None:
+    """Count a replayed batch the sink acknowledged or refused (already dead-lettered), or
+    acknowledged but for `refused` rows (`RowsRefused`, those dead-lettered already).
 
     A copy (another sink's spool carries its count) counts nothing. Inherited (an earlier run
     spooled it): it enters this run now — `replayed` — and leaves as `written` or `rejected`.
@@ -68,13 +74,23 @@ def settle(counters: Counters, item: SpooledBatch, *, rejected: bool) -> None:
         if rejected:
             counters.rejected += n
         else:
-            counters.written += n
+            counters.written += n - refused
+            counters.rejected += refused
     elif not rejected:
-        counters.unspooled += n
+        counters.unspooled += n - refused
 
 
 def dead_letter(state: RunState, label: str, item: SpooledBatch, reason: str) -> None:
     """A replayed batch the sink refuses goes to the dead-letter file with the reason."""
     state.dead_letter.write_all(
         DeadLetterEntry(reason, label, record) for record in item.batch.to_records()
+    )
+
+
+def dead_letter_rows(state: RunState, label: str, batch: Batch, refused: Mapping[int, str]) -> None:
+    """The rows of `batch` a sink refused one by one (`RowsRefused`), each with its reason."""
+    rows = sorted(refused)
+    picked = batch.select(np.isin(np.arange(len(batch)), rows)).to_records()
+    state.dead_letter.write_all(
+        DeadLetterEntry(refused[i], label, record) for i, record in zip(rows, picked, strict=True)
     )

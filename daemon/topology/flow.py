@@ -17,6 +17,7 @@ from daemon.batch import Batch
 from daemon.components import Source, Stage
 from daemon.counters import Counters
 from daemon.observability.health import StageStats
+from daemon.observability.tap import TapBoard, TapPoint
 from daemon.resilience import GuardedSink
 from daemon.topology.fanout import FanOut
 from daemon.topology.memory import freeze_long_lived
@@ -51,12 +52,17 @@ async def pump(
 
 
 def chain(
-    queue: BatchQueue, stages: list[Stage[Any]], stats: dict[str, StageStats]
+    queue: BatchQueue,
+    stages: list[Stage[Any]],
+    stats: dict[str, StageStats],
+    taps: TapBoard,
 ) -> AsyncIterator[Batch]:
-    """The stages as one async iterator over the queue, each measured."""
+    """The stages as one async iterator over the queue, each measured, each output tappable
+    at its label's point on `taps`."""
     stream: AsyncIterator[Batch] = _from_queue(queue)
     for stage in stages:
-        stream = _measured(stage, stream, stats[stage.ctx.label])
+        label = stage.ctx.label
+        stream = _measured(stage, stream, stats[label], taps.point(label))
     return stream
 
 
@@ -118,10 +124,11 @@ async def _from_queue(queue: BatchQueue) -> AsyncIterator[Batch]:
 
 
 async def _measured(
-    stage: Stage[Any], upstream: AsyncIterator[Batch], stats: StageStats
+    stage: Stage[Any], upstream: AsyncIterator[Batch], stats: StageStats, point: TapPoint
 ) -> AsyncIterator[Batch]:
     """Run `stage` over `upstream`, recording readings in/out and the time each batch spent
-    inside the stage (from being handed in to the stage yielding its result)."""
+    inside the stage (from being handed in to the stage yielding its result), and showing
+    each output to the taps at `point` if there are any (one attribute test per batch)."""
     handed_in = [0.0]
     count_in = [0]
 
@@ -134,4 +141,6 @@ async def _measured(
     async for out in stage.process(counted()):
         stats.record(count_in[0], len(out), time.perf_counter() - handed_in[0])
         count_in[0] = 0
+        if point.taps:
+            point.offer(out)
         yield out

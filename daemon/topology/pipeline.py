@@ -76,6 +76,17 @@ class Pipeline:
     def queue_depth(self) -> int:
         return self.queue.qsize() if self.queue is not None else 0
 
+    @property
+    def sink_stats(self) -> dict[str, StageStats]:
+        """Per sink label: how long each delivery to it took (`FanOut.delivery_stats`)."""
+        return self.fanout.delivery_stats
+
+    def component_types(self) -> dict[str, str]:
+        """Each component's registered type by label (`stages[0]` → `threshold_filter`)."""
+        comps = self.components
+        named: list[Any] = [*comps.sources, *comps.stages, *(g.sink for g in comps.sinks)]
+        return {c.ctx.label: c.name for c in named}
+
     async def reached(self, phase: str) -> None:
         """Wait until the generation has entered `phase` ("running" once data flows)."""
         await self._entered[phase].wait()
@@ -156,7 +167,9 @@ class Pipeline:
         comps = self.components
         self.queue = asyncio.Queue(maxsize=self.config.daemon.queue_batches)
         ahead = encoder_ahead(comps.sinks)
-        stream: AsyncIterator[Any] = chain(self.queue, comps.stages, self.stage_stats)
+        stream: AsyncIterator[Any] = chain(
+            self.queue, comps.stages, self.stage_stats, self.state.taps
+        )
         receipts = Receipts(parts_held=any(stage.holds_parts for stage in comps.stages))
         pumping = asyncio.create_task(
             pump(comps.sources, self.queue, self.state.counters, receipts), name="sources"

@@ -2,7 +2,8 @@
 
 Sources, stages and sinks are rebuilt behind a drain (a new pipeline generation); daemon
 settings apply live (log level and file, dead-letter path, health interval, HTTP, loop stall),
-except the queue size, which the running pipeline was built with.
+except the queue size, which the running pipeline was built with. The plan also names every
+changed key with its old and new value (`changes.py`): the audit trail the daemon logs.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from daemon.config import AppConfig, ComponentSpec
+from daemon.topology.changes import KeyChange, config_changes
 
 _SECTIONS = ("sources", "stages", "sinks")
 
@@ -18,6 +20,7 @@ _SECTIONS = ("sources", "stages", "sinks")
 class ReloadPlan:
     changed: tuple[str, ...]  # top-level keys whose values differ: `daemon`, `sinks[0]`, ...
     rebuild: bool  # drain the running generation and build the next one
+    keys: tuple[KeyChange, ...] = ()  # every changed key, old -> new (secrets masked)
 
 
 def plan_reload(old: AppConfig, new: AppConfig) -> ReloadPlan:
@@ -33,7 +36,7 @@ def plan_reload(old: AppConfig, new: AppConfig) -> ReloadPlan:
     rebuild = any(c != "daemon" for c in changed) or (
         new.daemon.queue_batches != old.daemon.queue_batches
     )
-    return ReloadPlan(tuple(changed), rebuild)
+    return ReloadPlan(tuple(changed), rebuild, tuple(config_changes(old, new)))
 
 
 def _identity(spec: ComponentSpec) -> tuple[object, ...]:

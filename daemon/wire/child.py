@@ -32,7 +32,7 @@ from typing import Any, Final
 import numpy as np
 
 from daemon import lifeline
-from daemon.batch import Batch
+from daemon.batch import Batch, qualities_from_bytes
 from daemon.sensors import SENSORS
 from daemon.wire.encode import encode_batch
 
@@ -154,7 +154,10 @@ def copy_in(batch: Batch, shared: mmap.mmap, base: int, room: int) -> Layout | N
     """Copy the batch's columns into `shared` at `base`; their layout, or None past `room`."""
     layout: Layout = []
     at = base
-    columns = (batch.sensor, batch.seq, batch.ts, batch.value, batch.stale)
+    # `stale` as it is (bool), or, when some rows are interpolated, the quality codes (u1): the
+    # child tells them apart by dtype, so the common batch costs no conversion.
+    quality = batch.stale if batch.interpolated is None else batch.quality_bytes()
+    columns = (batch.sensor, batch.seq, batch.ts, batch.value, quality)
     for array in (*columns, *batch.columns.values()):
         a = np.ascontiguousarray(array)
         if a.dtype.hasobject or at + a.nbytes > base + room:  # no shared memory for objects
@@ -206,10 +209,14 @@ def _encode_until_closed(
         for sensor_id, unit in new:
             SENSORS.intern(sensor_id, unit)
         arrays = [np.frombuffer(shared, dtype=d, count=n, offset=at) for d, at, n in layout]
-        sensor, seq, ts, value, stale, *columns = arrays
+        sensor, seq, ts, value, quality, *columns = arrays
         named = dict(zip(names, columns, strict=True))
+        stale, interpolated = (
+            (quality, None) if quality.dtype == np.bool_ else qualities_from_bytes(quality)
+        )
         try:
-            data = encode_batch(Batch(sensor, seq, ts, value, stale, named, derived))
+            batch = Batch(sensor, seq, ts, value, stale, named, derived, interpolated=interpolated)
+            data = encode_batch(batch)
         except Exception as exc:  # any failure: the sink encodes it again and reports it
             reply: Reply = ("failed", repr(exc))
         else:

@@ -30,7 +30,7 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
-from daemon.batch import Batch
+from daemon.batch import QUALITIES, Batch
 from daemon.components import PermanentSinkError
 from daemon.sensors import SENSORS, SensorTable
 from daemon.wire.layout import Part, Texts, constant, lookup, pack
@@ -48,7 +48,8 @@ __all__ = [
 ]
 
 _RECORD: Final = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
-_QUALITY: Final = (b',"quality":"ok"', b',"quality":"stale"')
+_QUALITY: Final = tuple(b',"quality":' + orjson.dumps(q) for q in QUALITIES)
+_Q: Final = len(QUALITIES)  # texts per sensor in the tails: one per quality
 WIRE: Final = "wire"  # the memo key of a batch's wire bytes encoded ahead (see `Batch.recall`)
 _END: Final = constant(b"}\n")
 
@@ -104,7 +105,7 @@ class WireEncoder:
         self._table = table
         self._lock = threading.Lock()
         self._heads = Texts.empty()
-        self._bases: list[bytes] = []  # `,"unit":..,"quality":..` per sensor * 2 + stale
+        self._bases: list[bytes] = []  # `,"unit":..,"quality":..` per sensor * _Q + quality
         self._tails: dict[bytes, Texts] = {}  # per lead key: the bases + `,"<first column>":`
 
     def encode(self, batch: Batch) -> bytes:
@@ -115,7 +116,11 @@ class WireEncoder:
         keys = [b"," + orjson.dumps(name) + b":" for name in batch.columns]
         heads, tails = self._texts(keys[0] if keys else b"")
         sensor = batch.sensor.astype(np.intp)
-        quality = np.add(sensor * 2, batch.stale, dtype=np.intp)
+        quality = sensor * _Q
+        if batch.interpolated is None:
+            quality += batch.stale  # the quality code, without making it first
+        else:
+            quality += batch.quality_codes()
         parts: list[Part] = [
             lookup(heads, sensor),
             number_field(batch.seq),
@@ -135,7 +140,7 @@ class WireEncoder:
     def _texts(self, lead: bytes) -> tuple[Texts, Texts]:
         size = len(self._table)
         heads, tails = self._heads, self._tails.get(lead)
-        if tails is None or tails.size < 2 * size or heads.size < size:
+        if tails is None or tails.size < _Q * size or heads.size < size:
             with self._lock:
                 heads, tails = self._grow(lead)
         return heads, tails
@@ -156,10 +161,10 @@ class WireEncoder:
             )
             for i in new:
                 unit = b',"unit":' + orjson.dumps(table.unit(i))
-                self._bases += [unit + _QUALITY[0], unit + _QUALITY[1]]
+                self._bases += [unit + quality for quality in _QUALITY]
         tails = self._tails.get(lead, Texts.empty())
-        if tails.size < 2 * size:
-            tails = tails.extended([base + lead for base in self._bases[tails.size : 2 * size]])
+        if tails.size < _Q * size:
+            tails = tails.extended([base + lead for base in self._bases[tails.size : _Q * size]])
             self._tails[lead] = tails
         return self._heads, tails
 

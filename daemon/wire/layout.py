@@ -141,7 +141,7 @@ def _place(words: U64, at: int, value: U64, w: int) -> None:
 
 
 class Texts:
-    """Text per index (a sensor, or sensor * 2 + stale), for `Lookup`: NUL-padded byte rows,
+    """Text per index (a sensor, or a sensor's quality), for `Lookup`: NUL-padded byte rows,
     and per shift (0..7) the same texts as uint64 words starting that many bytes into the first
     word, so that a batch's lookup is one gather per word, already in place. Immutable: growing
     makes a new one (amortised: rows are copied into arrays of doubling size)."""

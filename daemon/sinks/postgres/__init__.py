@@ -1,4 +1,5 @@
-"""The `postgres` sink: readings and feature records into PostgreSQL by binary COPY, idempotent."""
+"""The `postgres` sink: readings, feature records and alerts into PostgreSQL by binary COPY,
+one transaction a batch, idempotent, refused rows dead-lettered one by one."""
 
 from daemon.sinks.postgres.sink import PostgresConfig, PostgresSink
 

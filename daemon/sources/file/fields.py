@@ -15,12 +15,13 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from daemon.batch import QUALITIES
+
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 REQUIRED = ("sensor_id", "seq", "ts", "value")
 OPTIONAL = ("unit", "quality")
-QUALITIES = ("ok", "stale")
 _INT64_MAX = 2**63 - 1
 
 
@@ -103,6 +104,17 @@ def stale(raw: object) -> bool:
     if raw in ("ok", ""):
         return False
     raise FieldError(f"quality must be 'ok' or 'stale', got {raw!r}")
+
+
+def quality(raw: object) -> int:
+    """`quality` in a replayed file: any of `QUALITIES` (what ingestd's own sinks write, so its
+    output replays as it was), absent or an empty CSV cell meaning "ok"; its code."""
+    if raw == "":
+        return 0
+    if isinstance(raw, str) and raw in QUALITIES:
+        return QUALITIES.index(raw)
+    allowed = ", ".join(map(repr, QUALITIES))
+    raise FieldError(f"quality must be one of {allowed}, got {raw!r}")
 
 
 # --- whole columns: None means "not sure, take the per-value path" ---------------------------

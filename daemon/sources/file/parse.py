@@ -95,12 +95,25 @@ class CsvParser(RowsParser):
             return None
         quality = col.get("quality", [])
         kinds = set(quality)
-        if not kinds <= {b"ok", b"stale", b""}:
+        if not kinds <= {b"ok", b"stale", b"interpolated", b""}:
             return None
         stale = np.zeros(n, dtype=np.bool_)
-        if b"stale" in kinds:
-            stale = np.array(quality, dtype=object) == b"stale"
-        return Rows.of(sensor=sensor, seq=seq, ts=ts, value=value, stale=stale, line=numbers)
+        interpolated = None
+        if b"stale" in kinds or b"interpolated" in kinds:
+            marks = np.array(quality, dtype=object)
+            stale = marks == b"stale"
+            if b"interpolated" in kinds:
+                interpolated = marks == b"interpolated"
+                stale |= interpolated  # an interpolated reading is a failed read too
+        return Rows.of(
+            sensor=sensor,
+            seq=seq,
+            ts=ts,
+            value=value,
+            stale=stale,
+            line=numbers,
+            interpolated=interpolated,
+        )
 
     def _per_line(self, first: int, lines: list[bytes]) -> tuple[Rows, list[Rejection]]:
         out = Collector()
@@ -127,7 +140,7 @@ class CsvParser(RowsParser):
                         ff.seq(fields[col["seq"]]),
                         ff.timestamp(fields[col["ts"]]),
                         ff.value(fields[col["value"]], text_ok=True),
-                        ff.stale(quality),
+                        ff.quality(quality),
                         number,
                     )
                 )
@@ -158,9 +171,22 @@ class JsonlParser(RowsParser):
         ts = self._stamps(stamps)
         if seq is None or ts is None or (seq < 0).any() or not np.isfinite(value).all():
             return None
-        stale = np.array(quality, dtype=object) == "stale"
+        marks = np.array(quality, dtype=object)
+        stale = marks == "stale"
+        interpolated = None
+        if "interpolated" in quality:
+            interpolated = marks == "interpolated"
+            stale |= interpolated  # an interpolated reading is a failed read too
         sensor = intern_all(ids, units)
-        return Rows.of(sensor=sensor, seq=seq, ts=ts, value=value, stale=stale, line=numbers)
+        return Rows.of(
+            sensor=sensor,
+            seq=seq,
+            ts=ts,
+            value=value,
+            stale=stale,
+            line=numbers,
+            interpolated=interpolated,
+        )
 
     @staticmethod
     def _columns(objs: list[dict[str, Any]]) -> tuple[list[Any], ...] | None:
@@ -180,7 +206,7 @@ class JsonlParser(RowsParser):
             and set(map(type, seqs)) == {int}
             and set(map(type, values)) <= {int, float}
             and set(map(type, units)) == {str}
-            and set(quality) <= {"ok", "stale"}
+            and set(quality) <= {"ok", "stale", "interpolated"}
         )
         return (ids, units, seqs, stamps, values, quality) if valid else None
 
@@ -220,7 +246,7 @@ class JsonlParser(RowsParser):
                         ff.seq(obj["seq"]),
                         ff.timestamp(obj["ts"]),
                         ff.value(obj["value"], text_ok=False),
-                        ff.stale(obj.get("quality", "ok")),
+                        ff.quality(obj.get("quality", "ok")),
                         number,
                     )
                 )

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from daemon.batch import Batch
+from daemon.batch import Batch, qualities_from_bytes
 from daemon.sensors import SENSORS
 from daemon.sources.file import fields as ff
 
@@ -32,13 +32,17 @@ class Rows:
     value: ff.F64
     stale: npt.NDArray[np.bool_]
     line: ff.I64  # where each row came from (1-based line number)
+    interpolated: npt.NDArray[np.bool_] | None = None  # None: no row is (see `daemon.batch`)
 
     def __len__(self) -> int:
         return int(self.seq.shape[0])
 
     def batch(self, start: int, stop: int) -> Batch:
         s = slice(start, stop)
-        return Batch(self.sensor[s], self.seq[s], self.ts[s], self.value[s], self.stale[s])
+        batch = Batch(self.sensor[s], self.seq[s], self.ts[s], self.value[s], self.stale[s])
+        if self.interpolated is not None and self.interpolated[s].any():
+            batch.interpolated = self.interpolated[s]
+        return batch
 
     @classmethod
     def empty(cls) -> Rows:
@@ -56,10 +60,21 @@ class Rows:
             self.value[keep],
             self.stale[keep],
             self.line[keep],
+            None if self.interpolated is None else self.interpolated[keep],
         )
 
     @classmethod
-    def of(cls, *, sensor: Any, seq: Any, ts: Any, value: Any, stale: Any, line: Any) -> Rows:
+    def of(
+        cls,
+        *,
+        sensor: Any,
+        seq: Any,
+        ts: Any,
+        value: Any,
+        stale: Any,
+        line: Any,
+        interpolated: Any = None,
+    ) -> Rows:
         return cls(
             np.asarray(sensor, dtype=np.int32),
             np.asarray(seq, dtype=np.int64),
@@ -67,6 +82,7 @@ class Rows:
             np.asarray(value, dtype=np.float64),
             np.asarray(stale, dtype=np.bool_),
             np.asarray(line, dtype=np.int64),
+            None if interpolated is None else np.asarray(interpolated, dtype=np.bool_),
         )
 
 
@@ -94,8 +110,8 @@ class RowsParser:
         raise NotImplementedError
 
 
-# sensor_id, unit, seq, ts, value, stale, line number
-_Row = tuple[str, str, int, float, float, bool, int]
+# sensor_id, unit, seq, ts, value, quality code (`daemon.batch.QUALITIES`), line number
+_Row = tuple[str, str, int, float, float, int, int]
 
 
 class Collector:
@@ -111,7 +127,17 @@ class Collector:
     def result(self) -> tuple[Rows, list[Rejection]]:
         if not self.rows:  # a chunk of nothing but malformed lines
             return Rows.empty(), self.rejected
-        ids, units, seq, ts, value, stale, line = (list(c) for c in zip(*self.rows, strict=True))
+        ids, units, seq, ts, value, quality, line = (list(c) for c in zip(*self.rows, strict=True))
         sensor = intern_all(ids, units)
-        rows = Rows.of(sensor=sensor, seq=seq, ts=ts, value=value, stale=stale, line=line)
+        codes = np.array(quality, dtype=np.uint8)
+        stale, interpolated = qualities_from_bytes(codes)
+        rows = Rows.of(
+            sensor=sensor,
+            seq=seq,
+            ts=ts,
+            value=value,
+            stale=stale,
+            line=line,
+            interpolated=interpolated,
+        )
         return rows, self.rejected

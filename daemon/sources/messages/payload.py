@@ -25,12 +25,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
-from daemon.batch import Batch
+from daemon.batch import INTERPOLATED, QUALITIES, Batch
 from daemon.sensors import SENSORS
 from daemon.sources.file import fields as ff
 from daemon.sources.messages.origin import sensor_from_origin
 
 RAW_PREFIX_BYTES = 1024  # what the dead-letter file keeps of an oversized payload
+_QUALITIES = set(QUALITIES)
 
 
 class Message(NamedTuple):
@@ -166,7 +167,7 @@ def _fast(
         and all(ids)
         and set(map(type, values)) <= {int, float}
         and set(map(type, units)) == {str}
-        and set(quality) <= {"ok", "stale"}
+        and set(quality) <= _QUALITIES
         and set(map(type, seqs)) <= {int, type(None)}
     ):
         return None
@@ -177,9 +178,18 @@ def _fast(
     seq = _seqs(seqs, ts)
     if seq is None:
         return None
-    stale = np.array(quality, dtype=object) == "stale"
+    codes = np.array(quality, dtype=object)
+    interpolated = codes == "interpolated"
     sensor = SENSORS.intern_all(ids, units)  # type: ignore[arg-type]  # all str, checked above
-    return Batch.from_columns(sensor, seq, ts, value, stale)
+    return _batch(sensor, seq, ts, value, stale=codes != "ok", interpolated=interpolated)
+
+
+def _batch(sensor: Any, seq: Any, ts: Any, value: Any, *, stale: Any, interpolated: Any) -> Batch:
+    """The columns as a Batch; `interpolated` kept only when some row is (see daemon.batch)."""
+    mask = np.asarray(interpolated, dtype=np.bool_)
+    return Batch.from_columns(
+        sensor, seq, ts, value, stale, interpolated=mask if mask.any() else None
+    )
 
 
 def _stamps(stamps: list[Any], received: list[float]) -> ff.F64 | None:
@@ -220,8 +230,8 @@ def _micros(ts: ff.F64) -> ff.I64 | None:
     return out
 
 
-# sensor_id, unit, seq, ts, value, stale
-_Row = tuple[str, str, int, float, float, bool]
+# sensor_id, unit, seq, ts, value, quality code (an index of QUALITIES)
+_Row = tuple[str, str, int, float, float, int]
 
 
 def _per_element(
@@ -246,8 +256,10 @@ def _per_element(
             rejects.append((str(exc), _element_text(obj, msg, elements.index[k]), where))
     if not rows:
         return None
-    ids, units, seq, ts, value, stale = (list(c) for c in zip(*rows, strict=True))
-    return Batch.from_columns(SENSORS.intern_all(ids, units), seq, ts, value, stale)
+    ids, units, seq, ts, value, quality = (list(c) for c in zip(*rows, strict=True))
+    codes = np.array(quality, dtype=np.int8)
+    sensor = SENSORS.intern_all(ids, units)
+    return _batch(sensor, seq, ts, value, stale=codes > 0, interpolated=codes == INTERPOLATED)
 
 
 def _row(obj: Any, msg: Message, topic_id: str | None) -> _Row:
@@ -273,7 +285,7 @@ def _row(obj: Any, msg: Message, topic_id: str | None) -> _Row:
         seq,
         ts,
         ff.value(obj["value"], text_ok=False),
-        ff.stale(obj.get("quality", "ok")),
+        ff.quality(obj.get("quality", "ok")),
     )
 
 

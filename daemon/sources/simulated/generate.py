@@ -7,7 +7,9 @@ Python operations, and the numpy work is paid once per batch rather than once pe
 
 It is also where the carried `SensorState` is committed, as the batch is produced. A chunk that
 was queued but never turned into a batch (the stream closed first) commits nothing, so a rebuilt
-pipeline re-issues exactly those seqs: never a gap, never a repeat.
+pipeline re-issues exactly those seqs: never a gap, never a repeat. With `interpolate` (the
+`fallback` key, see `sim_fallback`) a failed read may be held in the state instead of emitted,
+and emitted by a later batch of its sensor.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from daemon.batch import Batch
 from daemon.observability.events import SENSOR_DOWN, SENSOR_RECOVERED
+from daemon.sources.simulated.fallback import Rows, fill_gaps, held_for
 from daemon.sources.simulated.model import F64, I64, Bools, SensorModel, SensorState
 
 # (sensor, first seq, first read attempt, count, timestamp of the first reading)
@@ -52,9 +55,12 @@ def generate(
     chunks: list[Chunk],
     rate_hz: float,
     max_stale_s: float,
+    *,
+    interpolate: bool = False,
 ) -> tuple[Batch, list[Transition]]:
     """The batch for `chunks` (in sensor-grouped order, seq order within a sensor), committing
-    each sensor's state, and the down/recovered transitions it caused in row order."""
+    each sensor's state, and the down/recovered transitions it caused in row order. A failed
+    read repeats the last good value, or with `interpolate` is interpolated or held."""
     rows = _expand(chunks, rate_hz)
     value = model.values(rows.sensor, rows.seq)
     stale: Bools
@@ -62,8 +68,10 @@ def generate(
         stale = model.failed(rows.sensor, rows.attempt)
     else:
         stale = np.zeros(rows.seq.shape[0], dtype=np.bool_)
+    held = held_for(state, rows.group_sensor) if interpolate else None  # before the commit
     transitions: list[Transition] = []
-    if stale.any():
+    failed = bool(stale.any())
+    if failed:
         value, good_ts = _forward_fill(rows, value, stale, state)
         transitions = _transitions(rows, stale, good_ts, state, max_stale_s)
     else:
@@ -76,6 +84,9 @@ def generate(
     state.has_good[g] = True
     state.last_value[g] = value[rows.last]
     state.last_good_ts[g] = good_ts[rows.last]
+    if interpolate and (failed or held is not None):
+        fresh = Rows(rows.sensor, rows.seq, rows.ts, value, good_ts, stale, rows.first, rows.last)
+        return fill_gaps(model, fresh, held, state, max_stale_s), transitions
     batch = Batch(
         sensor=model.index[rows.sensor],
         seq=rows.seq,

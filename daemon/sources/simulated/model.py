@@ -9,9 +9,10 @@ likewise a pure function of `(seed, sensor index, attempt)`. Nothing depends on 
 readings are chunked into batches.
 
 `SensorState` is what must survive a pipeline rebuild on reload so that no `(sensor_id, seq)`
-repeats: next seq, read attempts, the last-known-good value and when it was read, and whether the
-sensor is reported down. It lives in the component's `ctx.carry`, as numpy arrays indexed by
-sensor, and only grows (shrinking `sensors` keeps the others' state for a later regrowth).
+repeats: next seq, read attempts, the last-known-good value and when it was read, whether the
+sensor is reported down, and the failed reads held for interpolation (`HeldReads`). It lives in
+the component's `ctx.carry`, as numpy arrays indexed by sensor, and only grows (shrinking
+`sensors` keeps the others' state for a later regrowth).
 """
 
 from __future__ import annotations
@@ -125,6 +126,50 @@ class SensorModel:
 
 
 @dataclass
+class HeldReads:
+    """Failed reads not emitted yet (`fallback = "interpolate"`): each waits for its sensor's
+    next good read. Rows of any sensors (the source's own index), each sensor's in seq order;
+    `count` per sensor says cheaply whether a batch's sensors hold any. Rare by nature (a
+    sensor's latest reads failed), so they are kept as short arrays and rebuilt on change."""
+
+    sensor: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    seq: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ts: F64 = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    count: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return int(self.sensor.shape[0])
+
+    def grow(self, sensors: int) -> None:
+        extra = sensors - self.count.shape[0]
+        if extra > 0:
+            self.count = np.concatenate([self.count, np.zeros(extra, dtype=np.int64)])
+
+    def any_of(self, sensors: I64) -> bool:
+        return len(self) > 0 and bool(self.count[sensors].any())
+
+    def add(self, sensor: I64, seq: I64, ts: F64) -> None:
+        self.sensor = np.concatenate([self.sensor, sensor])
+        self.seq = np.concatenate([self.seq, seq])
+        self.ts = np.concatenate([self.ts, ts])
+        np.add.at(self.count, sensor, 1)
+
+    def take(self, sensors: I64 | None = None) -> tuple[I64, I64, F64]:
+        """Remove and return the rows of `sensors` (None: every row)."""
+        if sensors is None:
+            pick = np.ones(len(self), dtype=np.bool_)
+        else:
+            mine = np.zeros(self.count.shape[0], dtype=np.bool_)
+            mine[sensors] = True
+            pick = mine[self.sensor]
+        out = self.sensor[pick], self.seq[pick], self.ts[pick]
+        keep = ~pick
+        self.sensor, self.seq, self.ts = self.sensor[keep], self.seq[keep], self.ts[keep]
+        np.subtract.at(self.count, out[0], 1)
+        return out
+
+
+@dataclass
 class SensorState:
     next_seq: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     attempts: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -137,6 +182,7 @@ class SensorState:
     # counts a run's readings; and the next seq after the last durably taken reading.
     run_start: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     taken: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    held: HeldReads = field(default_factory=HeldReads)
 
     @classmethod
     def in_carry(cls, carry: dict[str, Any], key: str, sensors: int) -> SensorState:
@@ -160,6 +206,7 @@ class SensorState:
         self.down = np.concatenate([self.down, np.zeros(extra, dtype=np.bool_)])
         self.run_start = np.concatenate([self.run_start, np.zeros(extra, dtype=np.int64)])
         self.taken = np.concatenate([self.taken, np.zeros(extra, dtype=np.int64)])
+        self.held.grow(sensors)
 
     def resume(self, next_seq: I64) -> None:
         """Continue from a saved run: every sensor's seq goes on after the last durably taken

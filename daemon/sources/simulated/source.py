@@ -21,9 +21,10 @@ nothing is dropped. `stream()` takes a chunk, coalesces whatever else is queued 
 (see `sim_generate`). On stop it yields what is queued and ends; on force it ends at once.
 
 Reads fail at `fault_rate`. Before a sensor's first good read a failure emits nothing: it counts
-`read_failures` and the sensor tries again next tick. After that a failure repeats the
-last-known-good value marked stale; past `max_stale_s` without a good read the sensor is logged
-`sensor_down`, and `sensor_recovered` when a good read comes back.
+`read_failures` and the sensor tries again next tick. After that `fallback` says what a failure
+emits (`sim_fallback`): the last-known-good value marked stale (the default), an interpolated
+value once the next good read is in, or nothing. Past `max_stale_s` without a good read the
+sensor is logged `sensor_down`, and `sensor_recovered` when a good read comes back.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from daemon.observability import events
 from daemon.observability.events import SENSOR_DOWN
 from daemon.runtime import ComponentContext
 from daemon.sensors import SENSORS
+from daemon.sources.simulated import fallback as fb
 from daemon.sources.simulated.generate import Chunk, Transition, generate
 from daemon.sources.simulated.metronome import Metronome
 from daemon.sources.simulated.model import SensorModel, SensorState
@@ -73,10 +75,18 @@ class SimulatedConfig:
     ] = 0
     anomaly_rate: Annotated[float, Range(ge=0, le=1), "fraction of readings that spike"] = 0.05
     fault_rate: Annotated[
-        float, Range(ge=0, le=1), "fraction of reads that fail (last-known-good is repeated)"
+        float, Range(ge=0, le=1), "fraction of reads that fail (what they emit: `fallback`)"
     ] = 0.0
+    fallback: Annotated[
+        fb.Fallback,
+        "a failed read emits: last_known_good (the last good value, quality stale); "
+        "interpolate (held until the next good read, then quality interpolated; within "
+        "max_stale_s, else as last_known_good); none (nothing, counted read_failures)",
+    ] = fb.LAST_KNOWN_GOOD
     max_stale_s: Annotated[
-        float, Range(gt=0), "seconds without a good read before a sensor is reported down"
+        float,
+        Range(gt=0),
+        "seconds without a good read before a sensor is reported down (and interpolation ends)",
     ] = 30.0
     seed: Annotated[int, "seed of every sensor's values and faults"] = 42
     decimals: Annotated[
@@ -261,6 +271,7 @@ class SimulatedSource(Source[SimulatedConfig], name="simulated"):
         leftover: list[Chunk] = []
         ended = False
         stop, force = self.ctx.stop, self.ctx.force
+        interpolate = cfg.fallback == fb.INTERPOLATE
         while not ended:
             if stop.is_set():
                 run.halt()  # now, not when the supervisor next runs: drain only what is queued
@@ -287,13 +298,30 @@ class SimulatedSource(Source[SimulatedConfig], name="simulated"):
                     ended = True
                     break
                 item = nxt
-            batch, transitions = generate(model, self._state, chunks, cfg.rate_hz, cfg.max_stale_s)
-            if transitions:
-                self._log(transitions)
-            self.ctx.gauge().update(queued_readings=queue.readings, sensors_down=self._sensors_down)
-            yield batch
+            batch, transitions = generate(
+                model, self._state, chunks, cfg.rate_hz, cfg.max_stale_s, interpolate=interpolate
+            )
+            batch = self._settle(batch, transitions, queue.readings)
+            if len(batch):  # all of it failed (none) or is held (interpolate): nothing to yield
+                yield batch
         if run.error is not None:
             raise run.error
+        if (held := fb.release_held(model, self._state)) is not None:
+            yield held  # the stream ends: what waits for a good read goes as last-known-good
+
+    def _settle(self, batch: Batch, transitions: list[Transition], queued: int) -> Batch:
+        """A generated batch as it is emitted (`fallback = "none"` drops its failed reads), its
+        transitions logged and the gauges updated."""
+        if self.config.fallback == fb.NONE:
+            batch, failed = fb.without_failed(batch)
+            self.ctx.count_read_failures(failed)
+        if transitions:
+            self._log(transitions)
+        gauge = self.ctx.gauge()
+        gauge.update(queued_readings=queued, sensors_down=self._sensors_down)
+        if self.config.fallback == fb.INTERPOLATE:
+            gauge["held_reads"] = len(self._state.held)
+        return batch
 
     def _log(self, transitions: list[Transition]) -> None:
         ids = self._prepare().ids

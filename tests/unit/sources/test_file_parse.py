@@ -21,7 +21,7 @@ ids = st.text(alphabet="ABCXYZ019_-.", min_size=1, max_size=8)
 seqs = st.integers(min_value=0, max_value=2**63 - 1)
 values = st.floats(allow_nan=False, allow_infinity=False, width=64)
 units = st.sampled_from(["", "celsius", "percent"])
-quality = st.sampled_from(["ok", "stale"])
+quality = st.sampled_from(["ok", "stale", "interpolated"])
 instants = st.datetimes(min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2200, 1, 1)).map(
     lambda d: d.replace(tzinfo=dt.UTC)
 )
@@ -37,7 +37,7 @@ def iso(d: dt.datetime, digits: int) -> str:
 
 
 def assert_same(a: Rows, b: Rows) -> None:
-    for name in ("sensor", "seq", "ts", "value", "stale", "line"):
+    for name in ("sensor", "seq", "ts", "value", "stale", "line", "interpolated"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
 
 

@@ -135,7 +135,7 @@ readings = st.fixed_dictionaries(
         "seq": st.integers(0, 2**40),
         "ts": st.one_of(st.floats(0, 2e9), st.just("2026-05-01T12:00:00.5Z")),
         "unit": st.sampled_from(["", "C"]),
-        "quality": st.sampled_from(["ok", "stale"]),
+        "quality": st.sampled_from(["ok", "stale", "interpolated"]),
     },
 )
 
