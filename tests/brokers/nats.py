@@ -24,6 +24,7 @@ from typing import Any
 import nats
 import nats.js.errors
 import pytest
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 NATS_SERVER = "/usr/sbin/nats-server"
@@ -147,8 +148,15 @@ def unique_name(prefix: str = "T") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
 
 
+async def connect(url: str) -> Client:
+    """A test's own short-lived client: one attempt, failing fast when the server is down
+    (nats-py's default retries 60 times, 2 s apart, and `max_reconnect_attempts=0` means
+    forever), so a test waits on its own deadlines, never on the client's."""
+    return await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+
+
 async def delete_stream(url: str, name: str) -> None:
-    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    nc = await connect(url)
     try:
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await nc.jetstream().delete_stream(name)

@@ -22,7 +22,7 @@ import nats
 import pytest
 
 from benchmarks import configs
-from tests.brokers.nats import NatsServer, delete_stream, publish_all, reading, unique_name
+from tests.brokers.nats import NatsServer, connect, delete_stream, publish_all, reading, unique_name
 from tests.e2e.daemonproc import DaemonProcess, read_rows, readings, reconciles
 
 URL = "nats://127.0.0.1:4222"
@@ -44,7 +44,7 @@ def expected(start: int, stop: int) -> set[tuple[str, int]]:
 
 def publish(url: str, items: list[tuple[str, bytes]]) -> None:
     async def go() -> None:
-        nc = await nats.connect(url)
+        nc = await connect(url)
         try:
             await publish_all(nc.jetstream(), items)
         finally:
@@ -57,7 +57,7 @@ def consumer_state(url: str, stream: str, durable: str) -> tuple[int, int]:
     """(num_pending, num_ack_pending) as the server sees them."""
 
     async def go() -> tuple[int, int]:
-        nc = await nats.connect(url)
+        nc = await connect(url)
         try:
             info = await nc.jetstream().consumer_info(stream, durable)
             return int(info.num_pending or 0), int(info.num_ack_pending or 0)

@@ -9,14 +9,13 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 import pytest
 import structlog.testing
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from daemon.sources.nats import NatsBindError, NatsConfig, NatsSource
-from tests.brokers.nats import delete_stream, publish_all, reading, unique_name
+from tests.brokers.nats import connect, delete_stream, publish_all, reading, unique_name
 from tests.integration.nats_driving import (
     URL,
     ack_pending,
@@ -33,7 +32,7 @@ pytestmark = pytest.mark.server("nats")
 
 @pytest.fixture
 async def nc() -> AsyncIterator[Client]:
-    client = await nats.connect(URL)
+    client = await connect(URL)
     yield client
     await client.close()
 

@@ -10,7 +10,7 @@ import nats
 import structlog.testing
 
 from daemon.sources.nats import NatsSource
-from tests.brokers.nats import NatsServer, publish_all, reading
+from tests.brokers.nats import NatsServer, connect, publish_all, reading
 from tests.integration.nats_driving import Driven, config, context, settled, started, wait_until
 
 
@@ -29,7 +29,7 @@ async def test_a_server_down_at_start_is_waited_for(tmp_path: Path) -> None:
             driven = Driven(src)
             server.start()
             await wait_until(lambda: any(e["event"] == "source_bound" for e in logs), 10)
-        nc = await nats.connect(server.url)
+        nc = await connect(server.url)
         try:
             await publish_all(nc.jetstream(), [("down.x", reading("D", s)) for s in range(10)])
             await driven.until(lambda: len(driven.readings) == 10)

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import nats
 from nats.aio.msg import Msg
@@ -221,12 +222,10 @@ class NatsSource(Source[NatsConfig], name="nats"):
 
     async def close(self) -> None:
         """Send the acks of everything taken, then disconnect cleanly."""
-        for task in (self._backlog, self._connecting):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
         timeout = self.config.connect_timeout_s
+        for task in (self._backlog, self._connecting):
+            if task is not None:
+                await _cancelled(task, timeout)
         if not await self._acker.drain(timeout):
             self.ctx.log.warning(
                 events.SOURCE_ACK_FAILED,
@@ -295,3 +294,18 @@ class NatsSource(Source[NatsConfig], name="nats"):
                 self._gauge["backlog"] = info.num_pending or 0
                 self._gauge["redelivered"] = info.num_redelivered or 0
             await asyncio.sleep(BACKLOG_EVERY_S)
+
+
+async def _cancelled(task: asyncio.Task[Any], within_s: float) -> None:
+    """Cancel `task` and wait for it, at most `within_s`. Cancelled again every 0.1 s: on
+    Python 3.11 `asyncio.wait_for` (nats-py connects through it) can swallow a cancellation that
+    lands as its inner call completes, and nats-py's connect loop, told never to give up, would
+    then try again forever."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not task.done() and loop.time() < deadline:
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    if task.done() and not task.cancelled():
+        with contextlib.suppress(Exception):
+            task.result()  # retrieved: its error was handled (or is moot) at close
