@@ -27,6 +27,7 @@ class SensorTable:
         self._units: list[str] = []
         self._ids_array: npt.NDArray[np.object_] = np.empty(0, dtype=object)
         self._units_array: npt.NDArray[np.object_] = np.empty(0, dtype=object)
+        self._by_unit: dict[str, dict[str, int]] = {}  # unit -> sensor_id -> index (a cache)
 
     def intern(self, sensor_id: str, unit: str = "") -> int:
         """The index of `(sensor_id, unit)`, adding it on first sight."""
@@ -45,6 +46,22 @@ class SensorTable:
         pairs = list(zip(ids, units, strict=True))
         index = {pair: self.intern(*pair) for pair in dict.fromkeys(pairs)}
         return np.fromiter(map(index.__getitem__, pairs), dtype=np.int32, count=len(pairs))
+
+    def intern_ids(self, ids: Sequence[str], unit: str) -> npt.NDArray[np.int32]:
+        """What `intern_all(ids, [unit] * len(ids))` returns, at one dict lookup per row once
+        the ids are known: a broker group is usually sensors seen before, all in one unit, and
+        building a pair per row cost more than decoding them. The per-unit maps only cache
+        what `intern` decided (indices never change), so they can never disagree with it."""
+        known = self._by_unit.get(unit)
+        if known is None:
+            known = self._by_unit[unit] = {}
+        try:
+            return np.fromiter(map(known.__getitem__, ids), dtype=np.int32, count=len(ids))
+        except KeyError:  # first sight of some: intern them in the order first seen
+            for sensor_id in dict.fromkeys(ids):
+                if sensor_id not in known:
+                    known[sensor_id] = self.intern(sensor_id, unit)
+        return np.fromiter(map(known.__getitem__, ids), dtype=np.int32, count=len(ids))
 
     def __len__(self) -> int:
         return len(self._ids)
