@@ -1,6 +1,8 @@
 """What the publish sinks (`mqtt`, `nats`) share: one message per record, addressed by template.
 
-Not a sink itself (the registry finds no component here).
+Not a sink itself (the registry finds no component here): `PublishSink` is the base both
+derive from, the write they share (records → one connection → every acknowledgement, and a
+failed connection abandoned whole), each broker filling in how to connect and publish.
 
 Why the payloads are cut out of the wire bytes: a reading's message is its JSON object exactly
 as in the JSON-lines wire format, and a derived record's is its dict as JSON; the wire encoding
@@ -24,6 +26,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from daemon.batch import Batch
+from daemon.components import ConfigT, Sink, SinkError
+from daemon.observability import events
+from daemon.runtime import ComponentContext
 from daemon.sensors import SENSORS
 from daemon.wire.encode import encode_for_sink
 
@@ -124,3 +129,58 @@ def messages(batch: Batch, addresses: Addresses) -> list[tuple[str, bytes]]:
     if len(lines) != len(topics):  # the encoder's contract: one line per record
         raise AssertionError(f"{len(lines)} wire lines for {len(topics)} records")
     return list(zip(topics, lines, strict=True))
+
+
+class PublishSink(Sink[ConfigT]):
+    """One message per record; `write` returns once the broker acknowledged every one."""
+
+    wants_wire_bytes = True  # the messages are cut from the batch's JSON lines
+
+    def __init__(self, config: ConfigT, ctx: ComponentContext, addresses: Addresses) -> None:
+        super().__init__(config, ctx)
+        self._addresses = addresses
+        self._gauge = ctx.gauge()
+        self._gauge.update(messages=0, batches=0, connects=0)
+
+    async def open(self) -> None:
+        """Connect now if the broker answers; if not, the first write tries again (a broker
+        that is down never stops the daemon: writes fail, the breaker opens, batches spool)."""
+        try:
+            await self._connected()
+        except SinkError as exc:
+            self.ctx.log.warning(events.SINK_OPEN_FAILED, sink=self.ctx.label, error=str(exc))
+
+    async def write(self, batch: Batch) -> None:
+        records = messages(batch, self._addresses)
+        if not records:
+            return
+        connection = await self._connected()
+        try:
+            await self._publish(connection, records)
+        except BaseException as exc:  # a failure or a cancelled write: that connection is spent
+            self._drop()
+            failure = self._failure(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        self._gauge["messages"] += len(records)
+        self._gauge["batches"] += 1
+
+    async def flush(self) -> None:
+        """Nothing to do: `write` returns once the broker has every message."""
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        """What a failed publish raises (the broker's errors as SinkError); `exc` itself by
+        default."""
+        return exc
+
+    async def _connected(self) -> Any:
+        """The live connection, connecting first if there is none (SinkError if it fails)."""
+        raise NotImplementedError
+
+    async def _publish(self, connection: Any, records: list[tuple[str, bytes]]) -> None:
+        raise NotImplementedError
+
+    def _drop(self) -> None:
+        """Abandon the current connection (never reused after a failed batch)."""
+        raise NotImplementedError

@@ -10,8 +10,13 @@ from __future__ import annotations
 import functools
 import os
 import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import asyncpg
 import pytest
+
+from tests.postgres_support import DSN, PgTables
 
 SERVERS: dict[str, tuple[str, int]] = {
     "postgres": ("127.0.0.1", 5432),
@@ -41,3 +46,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and {reason}", pytrace=False)
         pytest.skip(reason)
+
+
+@pytest.fixture
+async def db() -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test database, for a test's own checks and cleanup."""
+    conn = await asyncpg.connect(DSN)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def tables(db: asyncpg.Connection, tmp_path: Path) -> AsyncIterator[PgTables]:
+    """Table names of this test's own, dropped at teardown."""
+    t = PgTables(tmp_path)
+    yield t
+    await t.drop(db)

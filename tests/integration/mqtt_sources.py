@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 
-from daemon.batch import Batch
-from daemon.sensors import SENSORS
 from daemon.sources.mqtt import MqttSource, MqttSourceConfig
 from tests.brokers.mosquitto import forget_session, publish
+from tests.driven import Driven
 from tests.support import TestContext
 
 SHARED_PORT = 1883
@@ -25,56 +24,6 @@ SHARED_PORT = 1883
 
 def reading(sensor: str, seq: int, value: float = 21.5, **more: Any) -> bytes:
     return json.dumps({"sensor_id": sensor, "seq": seq, "value": value, **more}).encode()
-
-
-class Driven:
-    """A source's stream run as the pipeline runs it: `checkpoint` as each batch enters,
-    `taken` at once (or when the test says, with `auto_take=False`)."""
-
-    def __init__(self, src: MqttSource, *, auto_take: bool = True) -> None:
-        self.src = src
-        self.auto_take = auto_take
-        self.batches: list[Batch] = []
-        self.count = 0  # readings in `batches`
-        self.marks: list[object] = []
-        self._grew = asyncio.Event()
-        self.task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        async for batch in self.src.stream():
-            mark = self.src.checkpoint(batch)
-            assert mark is not None, "every yielded batch has its acks to release"
-            self.batches.append(batch)
-            self.count += len(batch)
-            if self.auto_take:
-                self.src.taken(mark)
-            else:
-                self.marks.append(mark)
-            self._grew.set()
-
-    def take_all(self) -> None:
-        marks, self.marks = self.marks, []
-        for mark in marks:
-            self.src.taken(mark)
-
-    @property
-    def readings(self) -> list[tuple[str, int]]:
-        return [
-            (SENSORS.sensor_id(int(s)), int(q))
-            for b in self.batches
-            for s, q in zip(b.sensor, b.seq, strict=True)
-        ]
-
-    async def until(self, count: int, timeout_s: float = 10.0) -> list[tuple[str, int]]:
-        """Wait until `count` readings arrived (failing after `timeout_s`)."""
-        async with asyncio.timeout(timeout_s):
-            while self.count < count:
-                self._grew.clear()
-                if self.task.done():
-                    self.task.result()
-                    raise AssertionError(f"the stream ended at {self.count} readings")
-                await self._grew.wait()
-        return self.readings
 
 
 class Sources:
@@ -103,7 +52,7 @@ class Sources:
         src = MqttSource(config, ctx)
         await src.open()
         await until(lambda: bool(ctx.state.gauges["sources[0]"].get("connected")))
-        driven = Driven(src, auto_take=auto_take) if drive else None
+        driven = Driven(src, auto_take=auto_take, marked=True) if drive else None
         self.opened.append((src, driven))
         return src, driven, ctx
 

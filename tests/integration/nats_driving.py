@@ -6,73 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client
 
-from daemon.batch import Batch
-from daemon.sensors import SENSORS
 from daemon.sources.nats import NatsConfig, NatsSource
+from tests.driven import Driven
 from tests.support import TestContext
 
 URL = "nats://127.0.0.1:4222"
-
-
-class Driven:
-    """A source's stream run as the pipeline runs it: `checkpoint` as each batch enters,
-    `taken` at once (or when the test says, with `auto_take=False`)."""
-
-    def __init__(self, src: NatsSource, *, auto_take: bool = True) -> None:
-        self.src = src
-        self.auto_take = auto_take
-        self.batches: list[Batch] = []
-        self.marks: list[object] = []
-        self.arrived: list[float] = []  # monotonic time each batch came
-        self.task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        async for batch in self.src.stream():
-            mark = self.src.checkpoint(batch)
-            self.batches.append(batch)
-            self.arrived.append(time.monotonic())
-            if self.auto_take and mark is not None:
-                self.src.taken(mark)
-            elif mark is not None:
-                self.marks.append(mark)
-
-    def take_all(self) -> None:
-        marks, self.marks = self.marks, []
-        for mark in marks:
-            self.src.taken(mark)
-
-    @property
-    def readings(self) -> list[tuple[str, int]]:
-        return [
-            (SENSORS.sensor_id(int(s)), int(q))
-            for b in self.batches
-            for s, q in zip(b.sensor, b.seq, strict=True)
-        ]
-
-    async def until(self, predicate: Callable[[], bool], within_s: float = 10.0) -> None:
-        await wait_until(predicate, within_s, lambda: f"{len(self.readings)} readings so far")
-
-    async def stop(self, ctx: TestContext) -> None:
-        ctx.lifetime.stop.set()
-        async with asyncio.timeout(5):
-            await self.task
-        await self.src.close()
-
-
-async def wait_until(
-    predicate: Callable[[], bool], within_s: float, state: Callable[[], str] = lambda: ""
-) -> None:
-    deadline = time.monotonic() + within_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within_s}s; {state()}")
-        await asyncio.sleep(0.01)
 
 
 async def ack_pending(nc: Client, stream: str, durable: str) -> int:

@@ -20,9 +20,9 @@ from structlog.testing import capture_logs
 from daemon.batch import Batch
 from daemon.components import SinkError
 from daemon.config import parse_config
+from daemon.config.mqtt import TlsConfig
 from daemon.runtime import RunState
 from daemon.sinks.mqtt import MqttConfig, MqttSink
-from daemon.sinks.mqtt.config import TlsConfig
 from daemon.topology.pipeline import Pipeline
 from tests.brokers.mosquitto import Mosquitto, free_port
 from tests.mqtt_support import Subscriber

@@ -14,7 +14,8 @@ import structlog.testing
 from daemon.config.types import Secret
 from daemon.sources.mqtt import MqttSource, MqttSourceConfig, TlsConfig
 from tests.brokers.mosquitto import Mosquitto, mosquitto_factory
-from tests.integration.mqtt_sources import Driven, Sources, reading, sources, until
+from tests.driven import Driven
+from tests.integration.mqtt_sources import Sources, reading, sources, until
 from tests.support import TestContext
 
 __all__ = ["mosquitto_factory", "sources"]  # fixtures, used by name

@@ -16,6 +16,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from daemon.sources.nats import NatsBindError, NatsConfig, NatsSource
 from tests.brokers.nats import connect, delete_stream, publish_all, reading, unique_name
+from tests.driven import wait_until
 from tests.integration.nats_driving import (
     URL,
     ack_pending,
@@ -24,7 +25,6 @@ from tests.integration.nats_driving import (
     dead_letters,
     settled,
     started,
-    wait_until,
 )
 
 pytestmark = pytest.mark.server("nats")
@@ -62,7 +62,7 @@ async def test_good_readings_flow_bad_ones_are_dead_lettered_and_all_are_acked(
     ]
     good = [(f"{subj}.g", reading("G", seq, seq * 0.5)) for seq in range(50)]
     await publish_all(js, [*good[:25], *bad, *good[25:]])
-    await driven.until(lambda: len(driven.readings) >= 51)
+    await driven.until_true(lambda: len(driven.readings) >= 51)
     await settled(nc, stream, "d")
     await driven.stop(ctx)
 
@@ -86,13 +86,13 @@ async def test_acks_wait_for_taken_and_an_untaken_message_is_redelivered(
     cfg = config(stream, ack_wait_s=0.5)
     driven = await started(cfg, ctx, auto_take=False)
     await publish_all(nc.jetstream(), [(f"{stream.lower()}.a", reading("W", s)) for s in range(20)])
-    await driven.until(lambda: len(driven.readings) == 20)
+    await driven.until_true(lambda: len(driven.readings) == 20)
     assert await ack_pending(nc, stream, "d") == 20  # yielded, not taken: nothing acked
     await driven.stop(ctx)  # closed without taking: a crash, as far as acks go
 
     again = context(tmp_path, "sources[1]")
     redelivered = await started(cfg, again, auto_take=False)
-    await redelivered.until(lambda: len(redelivered.readings) == 20)  # after ack_wait_s
+    await redelivered.until_true(lambda: len(redelivered.readings) == 20)  # after ack_wait_s
     assert sorted(redelivered.readings) == [("W", s) for s in range(20)]
     redelivered.take_all()
     await settled(nc, stream, "d")
@@ -107,11 +107,11 @@ async def test_a_lone_message_is_not_held_waiting_for_company(
     js = nc.jetstream()
     delays = []
     for seq in range(5):
-        await wait_until(lambda: driven.src._gauge["messages"] == seq, 5)  # noqa: B023
+        await wait_until(lambda: ctx.state.gauges["sources[0]"]["messages"] == seq, 5)  # noqa: B023
         await asyncio.sleep(0.05)  # let it go idle: this is the case under test
         sent = time.monotonic()
         await js.publish(f"{stream.lower()}.x", reading("L", seq))
-        await driven.until(lambda: len(driven.readings) == seq + 1)  # noqa: B023
+        await driven.until_true(lambda: len(driven.readings) == seq + 1)  # noqa: B023
         delays.append(driven.arrived[-1] - sent)
     await driven.stop(ctx)
     # a lingering fetch for 1000 would hold each for its whole timeout (1 s); the cap is the
@@ -140,7 +140,7 @@ async def test_subject_gives_the_sensor_id(tmp_path: Path, nc: Client, stream: s
             (f"{subj}.T8", b'{"seq": 4, "value": 1}'),  # too short for the pattern
         ],
     )
-    await driven.until(lambda: len(driven.readings) == 1)
+    await driven.until_true(lambda: len(driven.readings) == 1)
     await settled(nc, stream, "d")
     await driven.stop(ctx)
     assert driven.readings == [("T7", 3)]
@@ -220,7 +220,7 @@ async def test_a_consumer_deleted_under_a_running_source_is_created_again(
     driven = await started(config(stream), ctx)
     js, subj = nc.jetstream(), stream.lower()
     await publish_all(js, [(f"{subj}.a", reading("C", s)) for s in range(10)])
-    await driven.until(lambda: len(driven.readings) == 10)
+    await driven.until_true(lambda: len(driven.readings) == 10)
     await settled(nc, stream, "d")
     with structlog.testing.capture_logs() as logs:
         await js.delete_consumer(stream, "d")
@@ -228,7 +228,7 @@ async def test_a_consumer_deleted_under_a_running_source_is_created_again(
     # created again: it starts from the stream's beginning (deliver all), so the first ten come
     # again (at-least-once: a duplicate, never a loss) and the new ones after them
     await publish_all(js, [(f"{subj}.a", reading("C", s)) for s in range(10, 20)])
-    await driven.until(lambda: {s for _, s in driven.readings} >= set(range(20)))
+    await driven.until_true(lambda: {s for _, s in driven.readings} >= set(range(20)))
     await settled(nc, stream, "d")
     await driven.stop(ctx)
     assert any(e["event"] == "source_failed" for e in logs)

@@ -11,7 +11,8 @@ import structlog.testing
 
 from daemon.sources.nats import NatsSource
 from tests.brokers.nats import NatsServer, connect, publish_all, reading
-from tests.integration.nats_driving import Driven, config, context, settled, started, wait_until
+from tests.driven import Driven, wait_until
+from tests.integration.nats_driving import config, context, settled, started
 
 
 async def test_a_server_down_at_start_is_waited_for(tmp_path: Path) -> None:
@@ -32,7 +33,7 @@ async def test_a_server_down_at_start_is_waited_for(tmp_path: Path) -> None:
         nc = await connect(server.url)
         try:
             await publish_all(nc.jetstream(), [("down.x", reading("D", s)) for s in range(10)])
-            await driven.until(lambda: len(driven.readings) == 10)
+            await driven.until_true(lambda: len(driven.readings) == 10)
             await settled(nc, "DOWN", "d")
         finally:
             await nc.close()
@@ -51,11 +52,11 @@ async def test_a_server_restart_mid_stream_loses_nothing(tmp_path: Path) -> None
             try:
                 js = nc.jetstream()
                 await publish_all(js, [("restart.x", reading("R", s)) for s in range(1000)])
-                await driven.until(lambda: len(driven.readings) >= 300)
+                await driven.until_true(lambda: len(driven.readings) >= 300)
                 server.restart()
                 await wait_until(lambda: ctx.state.gauges["sources[0]"]["reconnects"] >= 1, 15)
                 await publish_all(js, [("restart.x", reading("R", s)) for s in range(1000, 2000)])
-                await driven.until(lambda: len(set(driven.readings)) == 2000, 40)
+                await driven.until_true(lambda: len(set(driven.readings)) == 2000, 40)
                 await settled(nc, "RESTART", "d", within_s=40)
             finally:
                 await nc.close()

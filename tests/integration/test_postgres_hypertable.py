@@ -5,32 +5,15 @@ parses and binds, failing only for the function that is not there."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
 from daemon.sinks.postgres.schema import HYPERTABLE_KEY, READING_COLUMNS, create_target, quote
 from daemon.sinks.postgres.tables import CREATE_HYPERTABLE, timescale_version
-from tests.postgres_support import DSN, PgTables, readings
+from tests.postgres_support import PgTables, readings
 
 pytestmark = pytest.mark.server("postgres")
-
-
-@pytest.fixture
-async def db() -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(DSN)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-async def tables(db: asyncpg.Connection, tmp_path: Path) -> AsyncIterator[PgTables]:
-    t = PgTables(tmp_path)
-    yield t
-    await t.drop(db)
 
 
 async def _primary_key(db: asyncpg.Connection, table: str) -> list[str]:

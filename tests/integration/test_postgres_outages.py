@@ -23,13 +23,6 @@ DEADLINE_S = 20.0
 
 
 @pytest.fixture
-async def db() -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(DSN)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
 async def tables(db: asyncpg.Connection, tmp_path: Path) -> AsyncIterator[PgTables]:
     t = PgTables(tmp_path)
     sink = t.sink()  # the tables exist (owned by postgres) before any role writes them

@@ -4,30 +4,15 @@ the table, and the counters reconcile; refused derived records are dead-lettered
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import numpy as np
 import pytest
 
-from tests.postgres_support import DSN, PgRig, PgTables, readings
+from tests.postgres_support import PgRig, PgTables, readings
 
 pytestmark = pytest.mark.server("postgres")
-
-
-@pytest.fixture
-async def db() -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(DSN)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-async def tables(db: asyncpg.Connection, tmp_path: Path) -> AsyncIterator[PgTables]:
-    t = PgTables(tmp_path)
-    yield t
-    await t.drop(db)
 
 
 async def _rig(tmp_path: Path, tables: PgTables, db: asyncpg.Connection) -> PgRig:

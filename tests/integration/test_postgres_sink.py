@@ -3,7 +3,6 @@ volume, features and alerts, a refused row, a killed connection, and the daemon 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,20 +18,6 @@ from tests.postgres_support import DSN, PgTables, readings
 from tests.support import TestContext
 
 pytestmark = pytest.mark.server("postgres")
-
-
-@pytest.fixture
-async def db() -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(DSN)
-    yield conn
-    await conn.close()
-
-
-@pytest.fixture
-async def tables(db: asyncpg.Connection, tmp_path: Path) -> AsyncIterator[PgTables]:
-    t = PgTables(tmp_path)
-    yield t
-    await t.drop(db)
 
 
 async def test_batch_lands_with_every_column(tables: PgTables, db: asyncpg.Connection) -> None:

@@ -2,63 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import socket
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from daemon.config.fields import Range
+from daemon.config.mqtt import Broker, TlsConfig, derived_client_id, parse_url
 from daemon.config.types import Secret
 from daemon.sinks.publish import sample, template_problem
-
-SCHEMES = {"mqtt": 1883, "mqtts": 8883}  # mqtts: TLS
-
-
-@dataclass(frozen=True)
-class Broker:
-    host: str
-    port: int
-    tls: bool
-
-
-def parse_url(url: str) -> Broker | str:
-    """The broker of `mqtt://host:port` (`mqtts://` for TLS), or why `url` names none."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return f"is not a URL: {exc}"
-    if parts.scheme not in SCHEMES:
-        return f"scheme must be mqtt:// or mqtts://, got {url!r}"
-    if not parts.hostname:
-        return f"names no host: {url!r}"
-    if parts.username is not None or parts.password is not None:
-        return "must not hold credentials (use the username and password keys)"
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        return f"must be scheme://host[:port] only, got {url!r}"
-    return Broker(parts.hostname, port or SCHEMES[parts.scheme], parts.scheme == "mqtts")
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    """`[sinks.tls]`: how an mqtts:// connection verifies the broker and proves who we are
-    (the same keys as the mqtt source's `[sources.tls]`)."""
-
-    ca_file: Annotated[str, "CA bundle (PEM) to verify the broker by; empty: the system's"] = ""
-    cert_file: Annotated[str, "client certificate (PEM), for brokers that require one"] = ""
-    key_file: Annotated[str, "the client certificate's private key (PEM)"] = ""
-
-    def check(self) -> list[tuple[str, str]]:
-        issues = [
-            (key, f"no such file: {path}")
-            for key in ("ca_file", "cert_file", "key_file")
-            if (path := getattr(self, key)) and not Path(path).is_file()
-        ]
-        if bool(self.cert_file) != bool(self.key_file):
-            issues.append(("key_file" if self.cert_file else "cert_file", "needs the other"))
-        return issues
 
 
 @dataclass(frozen=True)
@@ -115,8 +65,7 @@ class MqttConfig:
         broker's logs and ACLs see the same client) and distinct between sinks and hosts."""
         if self.client_id:
             return self.client_id
-        seed = f"{socket.gethostname()}\0{label}\0{self.url}".encode()
-        return "ingestd" + hashlib.sha256(seed).hexdigest()[:16]  # 23 chars: MQTT 3.1.1's safe
+        return derived_client_id(label, self.url)
 
 
 def topic_problem(template: str) -> str | None:

@@ -31,7 +31,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from daemon.components import SinkError
-from daemon.sinks.mqtt.config import MqttConfig, TlsConfig
+from daemon.config.mqtt import TlsConfig
+from daemon.sinks.mqtt.config import MqttConfig
 
 KEEPALIVE_S = 30  # a PINGREQ after this long without traffic; no answer: disconnected
 _MISC_S = 1.0

@@ -21,53 +21,27 @@ Guarantees, and why they hold:
 
 from __future__ import annotations
 
-from daemon.batch import Batch
-from daemon.components import Sink, SinkError
 from daemon.observability import events
 from daemon.runtime import ComponentContext
 from daemon.sinks.mqtt.config import MqttConfig
 from daemon.sinks.mqtt.connection import Connection
-from daemon.sinks.publish import Addresses, messages, percent_escaper
+from daemon.sinks.publish import Addresses, PublishSink, percent_escaper
 
 __all__ = ["MqttConfig", "MqttSink"]
 
 ESCAPE = percent_escaper("/+#")  # and %, NUL, control characters: one topic level per value
 
 
-class MqttSink(Sink[MqttConfig], name="mqtt"):
+class MqttSink(PublishSink[MqttConfig], name="mqtt"):
     """Publishes every reading and derived record as an MQTT message; QoS 1 waits for PUBACKs."""
 
-    wants_wire_bytes = True  # the messages are cut from the batch's JSON lines
-
     def __init__(self, config: MqttConfig, ctx: ComponentContext) -> None:
-        super().__init__(config, ctx)
-        self._addresses = Addresses(config.topic, ESCAPE)
+        super().__init__(config, ctx, Addresses(config.topic, ESCAPE))
         self._client_id = config.client_id_for(ctx.label)
         self._connection: Connection | None = None
-        self._gauge = ctx.gauge()
-        self._gauge.update(messages=0, batches=0, connects=0)
 
-    async def open(self) -> None:
-        try:
-            await self._connected()
-        except SinkError as exc:
-            self.ctx.log.warning(events.SINK_OPEN_FAILED, sink=self.ctx.label, error=str(exc))
-
-    async def write(self, batch: Batch) -> None:
-        records = messages(batch, self._addresses)
-        if not records:
-            return
-        connection = await self._connected()
-        try:
-            await connection.publish(records)
-        except BaseException:  # a failure or a cancelled write: that connection is spent
-            self._drop()
-            raise
-        self._gauge["messages"] += len(records)
-        self._gauge["batches"] += 1
-
-    async def flush(self) -> None:
-        """Nothing to do: `write` returns once the broker acknowledged every message."""
+    async def _publish(self, connection: Connection, records: list[tuple[str, bytes]]) -> None:
+        await connection.publish(records)
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None

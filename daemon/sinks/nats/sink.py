@@ -37,12 +37,11 @@ import nats
 import nats.errors
 import nats.js.errors
 
-from daemon.batch import Batch
-from daemon.components import PermanentSinkError, Sink, SinkError
+from daemon.components import PermanentSinkError, SinkError
 from daemon.observability import events
 from daemon.runtime import ComponentContext
 from daemon.sinks.nats.config import NatsSinkConfig
-from daemon.sinks.publish import Addresses, messages, percent_escaper
+from daemon.sinks.publish import Addresses, PublishSink, percent_escaper
 
 __all__ = ["NatsSink", "NatsSinkConfig"]
 
@@ -73,49 +72,28 @@ class _Trouble:
         return str(self.error) if self.error is not None else "the connection was lost"
 
 
-class NatsSink(Sink[NatsSinkConfig], name="nats"):
+class NatsSink(PublishSink[NatsSinkConfig], name="nats"):
     """Publishes every reading and derived record to NATS; JetStream waits for every PubAck."""
 
-    wants_wire_bytes = True  # the messages are cut from the batch's JSON lines
-
     def __init__(self, config: NatsSinkConfig, ctx: ComponentContext) -> None:
-        super().__init__(config, ctx)
-        self._addresses = Addresses(config.subject, ESCAPE)
+        super().__init__(config, ctx, Addresses(config.subject, ESCAPE))
         self._nc: Any = None  # nats.aio.client.Client while connected
         self._js: Any = None  # its JetStream context (jetstream = true)
         self._trouble = _Trouble()  # of the current connection
         self._closing: set[asyncio.Task[None]] = set()
-        self._gauge = ctx.gauge()
-        self._gauge.update(messages=0, batches=0, connects=0)
 
-    async def open(self) -> None:
-        try:
-            await self._connected()
-        except SinkError as exc:
-            self.ctx.log.warning(events.SINK_OPEN_FAILED, sink=self.ctx.label, error=str(exc))
+    async def _publish(self, nc: Any, records: list[tuple[str, bytes]]) -> None:
+        if self._js is not None:
+            await self._publish_acked(records)
+        else:
+            await self._publish_core(nc, records)
 
-    async def write(self, batch: Batch) -> None:
-        records = messages(batch, self._addresses)
-        if not records:
-            return
-        nc = await self._connected()
-        try:
-            if self._js is not None:
-                await self._publish_acked(records)
-            else:
-                await self._publish_core(nc, records)
-        except BaseException as exc:  # a failure or a cancelled write: that connection is spent
-            self._drop()
-            if isinstance(exc, nats.errors.MaxPayloadError):
-                raise PermanentSinkError(f"nats: a message is too large: {exc}") from exc
-            if isinstance(exc, _ERRORS):
-                raise SinkError(f"nats: {type(exc).__name__}: {exc}") from exc
-            raise
-        self._gauge["messages"] += len(records)
-        self._gauge["batches"] += 1
-
-    async def flush(self) -> None:
-        """Nothing to do: `write` returns once the server has every message."""
+    def _failure(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, nats.errors.MaxPayloadError):
+            return PermanentSinkError(f"nats: a message is too large: {exc}")
+        if isinstance(exc, _ERRORS):
+            return SinkError(f"nats: {type(exc).__name__}: {exc}")
+        return exc
 
     async def close(self) -> None:
         self._drop()

@@ -9,18 +9,14 @@ broker finds the session by it.
 
 from __future__ import annotations
 
-import hashlib
-import socket
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from daemon.config.fields import Range
+from daemon.config.mqtt import Broker, TlsConfig, derived_client_id, parse_url
 from daemon.config.types import Secret
 from daemon.sources.messages import PayloadRules, payload_issues
 
-DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 SHARE_PREFIX = "$share/"
 _NEVER_EXPIRES = 0xFFFF_FFFF  # MQTT 5: a session expiry of 2**32 - 1 seconds never expires
 # What the source holds of raw payloads at once, whatever the broker sends: reading pauses when
@@ -29,32 +25,6 @@ _NEVER_EXPIRES = 0xFFFF_FFFF  # MQTT 5: a session expiry of 2**32 - 1 seconds ne
 INBOX_BYTES = 16 * 1024 * 1024
 GROUP_BYTES = 4 * 1024 * 1024
 _DECODED_PER_BYTE = 8  # a decoded JSON payload's Python objects, per payload byte (measured ~5)
-
-
-@dataclass(frozen=True)
-class Broker:
-    host: str
-    port: int
-    tls: bool
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    """`[sources.tls]`: how an mqtts:// connection verifies the broker and proves who we are."""
-
-    ca_file: Annotated[str, "CA bundle (PEM) to verify the broker by; empty: the system's"] = ""
-    cert_file: Annotated[str, "client certificate (PEM), for brokers that require one"] = ""
-    key_file: Annotated[str, "the client certificate's private key (PEM)"] = ""
-
-    def check(self) -> list[tuple[str, str]]:
-        issues = [
-            (key, f"no such file: {path}")
-            for key in ("ca_file", "cert_file", "key_file")
-            if (path := getattr(self, key)) and not Path(path).is_file()
-        ]
-        if bool(self.cert_file) != bool(self.key_file):
-            issues.append(("key_file" if self.cert_file else "cert_file", "needs the other"))
-        return issues
 
 
 @dataclass(frozen=True)
@@ -162,8 +132,7 @@ class MqttSourceConfig:
         on every restart (the session survives) and distinct between sources and hosts."""
         if self.client_id:
             return self.client_id
-        seed = f"{socket.gethostname()}\0{label}".encode()
-        return "ingestd" + hashlib.sha256(seed).hexdigest()[:16]  # 23 chars: MQTT 3.1.1's safe
+        return derived_client_id(label)
 
     def session_expiry(self) -> int:
         return min(_NEVER_EXPIRES, round(self.session_expiry_s))
@@ -174,24 +143,6 @@ class MqttSourceConfig:
             sensor_id_from=self.sensor_id_from,
             topic_pattern=self.topic_pattern,
         )
-
-
-def parse_url(url: str) -> Broker | str:
-    """The broker of `mqtt://host:port` (`mqtts://` for TLS), or why `url` names none."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return f"is not a URL: {exc}"
-    if parts.scheme not in DEFAULT_PORTS:
-        return f"scheme must be mqtt:// or mqtts://, got {url!r}"
-    if not parts.hostname:
-        return f"names no host: {url!r}"
-    if parts.username is not None or parts.password is not None:
-        return "must not hold credentials (use the username and password keys)"
-    if parts.path not in ("", "/") or parts.query or parts.fragment or port == 0:
-        return f"must be scheme://host[:port] only (a port from 1), got {url!r}"
-    return Broker(parts.hostname, port or DEFAULT_PORTS[parts.scheme], parts.scheme == "mqtts")
 
 
 def _bad(topic_filter: str) -> str | None:

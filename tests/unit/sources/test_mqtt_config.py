@@ -10,10 +10,10 @@ import pytest
 
 from daemon.cli import EX_CONFIG, main
 from daemon.config.fields import ConfigIssue, build
+from daemon.config.mqtt import Broker
 from daemon.sources.messages import Message
 from daemon.sources.mqtt import MqttSourceConfig
 from daemon.sources.mqtt.acks import AckOrder
-from daemon.sources.mqtt.config import Broker
 from daemon.sources.mqtt.inbox import Inbound
 
 GOOD: dict[str, Any] = {"topics": ["plant/+/temp"]}
