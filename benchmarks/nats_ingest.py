@@ -75,7 +75,7 @@ def rate_run(source: dict[str, Any], readings: int, label: str) -> dict[str, Any
             seen = run_daemon(text, tmp, stop=None if ends else done, timeout_s=600)
             [row] = sql(f'SELECT count(*) AS n FROM "{table}"')
         finally:
-            sql(f'DROP TABLE IF EXISTS "{table}", "{table}_f"')
+            sql(f'DROP TABLE IF EXISTS "{table}", "{table}_f", "{table}_a"')
     assert seen.ready_at is not None, "no READY=1"
     seconds = covered(readings, seen) - seen.ready_at
     end = measure.shutdown(seen)

@@ -66,6 +66,7 @@ def postgres_sink(tmp: Path, table: str) -> dict[str, Any]:
         "dsn": DSN,
         "table": table,
         "features_table": f"{table}_f",
+        "alerts_table": f"{table}_a",
         "spool_dir": str(tmp / "spool"),
     }
 
@@ -130,7 +131,7 @@ def into_postgres(stream: str, sensors: int, seconds: float, run: int) -> dict[s
             )
         [row] = sql(COMMIT_LATENCY.format(t=f'"{table}"', warmup=WARMUP_S))
     finally:
-        sql(f'DROP TABLE IF EXISTS "{table}", "{table}_f"')
+        sql(f'DROP TABLE IF EXISTS "{table}", "{table}_f", "{table}_a"')
     return {
         "scenario": "latency_10k_sensors_1hz_postgres",
         "run": run,

@@ -122,7 +122,7 @@ async def table() -> AsyncIterator[str]:
     yield name
     conn = await asyncpg.connect(DSN)
     try:
-        await conn.execute(f'DROP TABLE IF EXISTS "{name}", "{name}_f"')
+        await conn.execute(f'DROP TABLE IF EXISTS "{name}", "{name}_f", "{name}_a"')
     finally:
         await conn.close()
 
@@ -133,6 +133,7 @@ def postgres(run: Run, table: str) -> dict[str, Any]:
         "dsn": DSN,
         "table": table,
         "features_table": f"{table}_f",
+        "alerts_table": f"{table}_a",
         "spool_dir": str(run.tmp / f"spool-{uuid.uuid4().hex[:6]}"),
         "retry": {"attempts": 2, "base_delay_s": 0.01},
     }
