@@ -29,6 +29,11 @@ def stamps(raw: list[Any], received: list[float]) -> ff.F64 | None:
     """`ts` as epoch seconds, the receive time where a reading has none."""
     if None in raw:
         raw = [r if s is None else s for s, r in zip(raw, received, strict=True)]
+    return stamp_column(raw)
+
+
+def stamp_column(raw: list[Any]) -> ff.F64 | None:
+    """Epoch seconds from numbers, or from uniform ISO text (None: anything else)."""
     kinds = set(map(type, raw))
     if kinds <= {int, float}:
         try:
@@ -42,18 +47,23 @@ def stamps(raw: list[Any], received: list[float]) -> ff.F64 | None:
 
 
 def seqs(raw: list[int | None], ts: ff.F64) -> ff.I64 | None:
-    """`seq` as given, else from `ts`; None if any is negative or past 64 bits."""
-    if None in raw:
+    """`seq` as given (ints or None only: the callers checked), else from `ts`; None if any is
+    negative or past 64 bits."""
+    try:  # the common case first: every seq given, no scan for None
+        out: ff.I64 = np.array(raw, dtype=np.int64)
+    except OverflowError:
+        return None
+    except TypeError:  # some None: seq = ts in micros there
         derived = micros(ts)
         if derived is None:
             return None
         if raw.count(None) == len(raw):
             return derived  # the common "no seq at all": no list per reading
         raw = [m if s is None else s for s, m in zip(raw, derived.tolist(), strict=True)]
-    try:
-        out: ff.I64 = np.array(raw, dtype=np.int64)
-    except OverflowError:
-        return None
+        try:
+            out = np.array(raw, dtype=np.int64)
+        except OverflowError:
+            return None
     return None if (out < 0).any() else out
 
 

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from daemon.sensors import SensorTable
 from daemon.sources.messages import Message, PayloadRules, decode, payload_issues
-from daemon.sources.messages.payload import _per_element, _unpack
+from daemon.sources.messages.payload import _fast, _per_element, _unpack, general
+from daemon.sources.messages.typed import MAX_REFUSALS, runs
 
 NOW = 1_800_000_000.25
 RULES = PayloadRules()
@@ -140,12 +142,166 @@ readings = st.fixed_dictionaries(
 )
 
 
+def per_element(messages: list[Message], rules: PayloadRules = RULES) -> list[dict[str, object]]:
+    """The definition: every reading by the field rules, one at a time (no reject expected)."""
+    rejects: list[tuple[str, object, dict[str, object]]] = []
+    elements = _unpack(messages, rules, rejects)
+    slow = _per_element(messages, rules, elements, None, rejects)
+    assert rejects == []
+    return [] if slow is None else slow.to_records()
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.one_of(readings, st.lists(readings, min_size=1, max_size=4)), max_size=8))
-def test_the_fast_path_agrees_with_the_field_rules(payloads: list[object]) -> None:
+def test_the_fast_paths_agree_with_the_field_rules(payloads: list[object]) -> None:
     messages = [msg(orjson.loads(orjson.dumps(p))) for p in payloads]
-    fast = records(messages)
+    slow = per_element(messages)
+    assert records(messages) == slow  # the typed path (msgspec), where it takes the group
     rejects: list[tuple[str, object, dict[str, object]]] = []
-    slow = _per_element(messages, RULES, _unpack(messages, RULES, rejects), None, rejects)
-    assert rejects == []
-    assert fast == ([] if slow is None else slow.to_records())
+    by_dicts = _fast(messages, _unpack(messages, RULES, rejects), None)  # orjson, by column
+    assert by_dicts is None or by_dicts.to_records() == slow
+
+
+def test_the_typed_path_takes_plain_payloads_and_leaves_unusual_ones() -> None:
+    plain = {"sensor_id": "a", "seq": 1, "ts": 1.7e9, "value": 2, "unit": "C", "quality": "ok"}
+    [(_, batch)] = runs([msg([plain] * 3), msg(plain)], RULES)
+    assert batch is not None and len(batch) == 4
+    unusual = [{**plain, "site": "north"}, {**plain, "quality": ""}, {**plain, "seq": 1.0}]
+    for payload in unusual:
+        assert [batch for _, batch in runs([msg(payload)], RULES)] == [None]
+    cut = runs([msg(plain), msg(unusual[0]), msg(unusual[1]), msg([plain] * 2)], RULES)
+    assert [(len(run), batch is None) for run, batch in cut] == [(1, False), (2, True), (1, False)]
+    assert_as_general([msg(p) for p in unusual], RULES)
+
+
+def test_a_group_the_typed_path_keeps_refusing_is_left_whole_to_the_general_path() -> None:
+    plain = {"sensor_id": "a", "seq": 1, "value": 2}
+    group = [msg({**plain, "site": "north"})] * (MAX_REFUSALS + 2) + [msg(plain)]
+    [(run, batch)] = runs(group, RULES)  # refused MAX_REFUSALS times, then not tried again
+    assert batch is None and list(run) == group
+    assert_as_general(group, RULES)
+
+
+# JSON number text of every shape: what msgspec parses must be what orjson parses
+number_text = st.from_regex(r"\A-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?\Z")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(number_text, number_text, st.booleans()), min_size=1, max_size=6))
+def test_number_text_decodes_as_the_general_path_decodes_it(
+    numbers: list[tuple[str, str, bool]],
+) -> None:
+    stamp = ',"ts":{}'.format
+    payloads = [
+        ('{"sensor_id":"n","value":' + value + (stamp(ts) if with_ts else "") + "}").encode()
+        for value, ts, with_ts in numbers
+    ]
+    assert_as_general([Message("t/n", p, NOW) for p in payloads], RULES)
+
+
+def assert_as_general(messages: list[Message], rules: PayloadRules) -> None:
+    """`decode` (typed runs, the rest general) gives the readings and the rejects that the
+    general path alone gives for the whole group (rejects compared as a multiset: across
+    runs they come in message order)."""
+    decoded = decode(messages, rules)
+    rejects: list[tuple[str, object, dict[str, object]]] = []
+    batch = general(messages, rules, rejects)
+    want = [] if batch is None else batch.to_records()
+    assert ([] if decoded.batch is None else decoded.batch.to_records()) == want
+    assert sorted(map(repr, decoded.rejects)) == sorted(map(repr, rejects))
+
+
+GOOD = {"sensor_id": "g", "seq": 5, "ts": 1.7e9, "value": 1.0}
+ODD_PAYLOADS = [
+    b"not json",
+    b"[]",
+    b"{}",
+    b"null",
+    b'[{"sensor_id":"g","value":1},7]',
+    b'{"sensor_id":"g","value":1,"x":"\xff"}',  # a bad UTF-8 byte msgspec would skip unread
+    b'{"sensor_id":"g","value":1,"x":1e400}',  # infinity, where msgspec would skip it
+    b'{"sensor_id":"g","value":1,"x":[' + b"[" * 1100 + b"]" * 1100 + b"]}",  # deep
+    b'{"sensor_id":"g","value":NaN}',
+    b'{"sensor_id":"g","value":1e400}',
+    b'{"sensor_id":"g","value":1,"seq":18446744073709551616}',
+    b'{"sensor_id":"g","value":1,"seq":9223372036854775808}',
+    b'{"sensor_id":"g","value":1,"seq":1e3}',
+    b'{"sensor_id":"g","value":1,"ts":-1}',
+    b'{"sensor_id":"g","value":1,"ts":"1.7e9"}',
+    b'{"sensor_id":"g","value":1,"ts":1e300}',
+    b'{"sensor_id":"g","value":1,"ts":null,"seq":null,"unit":"K"}',
+    b'{"sensor_id":"g","value":1,"quality":""}',
+    b'{"sensor_id":"g","value":1,"quality":"interpolated"}',
+    b'{"sensor_id":"g","value":1,"unit":null}',
+    b'{"sensor_id":"\\ud800","value":1}',  # a lone surrogate
+    b'{"sensor_id":{"a":1},"value":1}',
+    b'{"sensor_id":1' + b"0" * 400 + b',"value":1}',  # past 1e308: orjson refuses it
+    b'{"sensor_id":1' + b"0" * 30 + b',"value":1}',
+    b'{"sensor_id":"g","value":true}',
+    b'{"sensor_id":"","value":1}',
+    b'{"sensor_id":"g"}',
+    b'{"value":1}',
+    b'{"sensor_id":"g","value":1,"seq":-1}',
+    b'{"sensor_id":"g","value":1,"quality":"great"}',
+    b'{"sensor_id":"g","value":1,"unit":3}',
+    b'{"sensor_id":"g","value":"1"}',
+    b'\xef\xbb\xbf{"sensor_id":"g","value":1}',
+    b'{"sensor_id":"g","value":1} x',
+    json.dumps([GOOD] * 40).encode(),  # past the max_payload_bytes of these tests
+]
+
+
+any_char = st.one_of(st.characters(), st.integers(0xD800, 0xDFFF).map(chr))  # surrogates too
+
+
+def odd_text(text: str, escaped: bool) -> bytes:
+    """Any text (lone surrogates too) as a sensor_id and unit: \\u-escaped, or as raw bytes
+    (a surrogate then is invalid UTF-8)."""
+    reading = {"sensor_id": text, "value": 1, "unit": text}
+    if escaped:
+        return json.dumps(reading).encode()
+    return json.dumps(reading, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(ODD_PAYLOADS),
+            st.builds(lambda p: json.dumps(p).encode(), st.one_of(readings, st.lists(readings))),
+            st.builds(odd_text, st.text(any_char, max_size=4), st.booleans()),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.sampled_from(["plant/a/temp", "plant//temp", "other/b"]),
+    st.sampled_from(
+        [
+            PayloadRules(max_payload_bytes=1000),
+            PayloadRules(max_payload_bytes=1000, sensor_id_from="topic"),
+            PayloadRules(
+                max_payload_bytes=1000, sensor_id_from="topic", topic_pattern="plant/{sensor_id}/+"
+            ),
+        ]
+    ),
+)
+def test_a_group_of_odd_and_good_messages_decodes_as_the_general_path_decodes_it(
+    payloads: list[bytes], topic: str, rules: PayloadRules
+) -> None:
+    assert_as_general([Message(topic, p, NOW) for p in payloads], rules)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from(["", "C"])), max_size=30))
+def test_interning_ids_of_one_unit_agrees_with_interning_pairs(
+    pairs: list[tuple[str, str]],
+) -> None:
+    by_pairs, by_unit = SensorTable(), SensorTable()
+    for unit in ("C", ""):  # groups of one unit each, in turn
+        ids = [i for i, u in pairs if u == unit]
+        assert list(by_unit.intern_ids(ids, unit)) == list(
+            by_pairs.intern_all(ids, [unit] * len(ids))
+        )
+    assert [(by_unit.sensor_id(i), by_unit.unit(i)) for i in range(len(by_unit))] == [
+        (by_pairs.sensor_id(i), by_pairs.unit(i)) for i in range(len(by_pairs))
+    ]
