@@ -77,8 +77,11 @@ class DaemonProcess:
     """`ingestd run -c CONFIG` in its own session; stdout parsed as JSON log events."""
 
     def __init__(self, config: Path, env: dict[str, str] | None = None, cwd: Path | None = None):
-        full_env = dict(os.environ)
-        full_env.update(env or {})
+        # The daemon's own temporary files (multiprocessing's forkserver sockets, which a
+        # SIGKILL leaves behind) go beside the test's config, never into the shared /tmp.
+        scratch = config.parent / "tmpdir"
+        scratch.mkdir(exist_ok=True)
+        full_env = {**os.environ, "TMPDIR": str(scratch), **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daemon", "run", "-c", str(config)],
             stdout=subprocess.PIPE,
