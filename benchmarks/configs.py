@@ -125,3 +125,25 @@ def _string(text: str) -> str:
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
+
+
+def postgres_sink(dsn: str, table: str, **more: Any) -> Table:
+    """A `postgres` sink writing the three tables of its own that `table` names (readings,
+    `<table>_f` features, `<table>_a` alerts), so a run never touches another's tables."""
+    readings, features_table, alerts = postgres_tables(table)
+    return {
+        "type": "postgres",
+        "dsn": dsn,
+        "table": readings,
+        "features_table": features_table,
+        "alerts_table": alerts,
+    } | more
+
+
+def postgres_tables(table: str) -> tuple[str, str, str]:
+    return table, f"{table}_f", f"{table}_a"
+
+
+def drop_postgres_tables(table: str) -> str:
+    """The statement that drops what `postgres_sink(…, table)` created."""
+    return "DROP TABLE IF EXISTS " + ", ".join(f'"{t}"' for t in postgres_tables(table))

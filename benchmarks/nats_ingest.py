@@ -35,7 +35,7 @@ from typing import Any
 import nats
 import orjson
 
-from benchmarks import measure, nats_latency, nats_publisher, workloads
+from benchmarks import configs, measure, nats_latency, nats_publisher, workloads
 from benchmarks.daemonrun import Observed, run_daemon, timestamp
 from benchmarks.nats_latency import NATS_URL, nats_source, postgres_sink, sql
 
@@ -75,7 +75,7 @@ def rate_run(source: dict[str, Any], readings: int, label: str) -> dict[str, Any
             seen = run_daemon(text, tmp, stop=None if ends else done, timeout_s=600)
             [row] = sql(f'SELECT count(*) AS n FROM "{table}"')
         finally:
-            sql(f'DROP TABLE IF EXISTS "{table}", "{table}_f", "{table}_a"')
+            sql(configs.drop_postgres_tables(table))
     assert seen.ready_at is not None, "no READY=1"
     seconds = covered(readings, seen) - seen.ready_at
     end = measure.shutdown(seen)

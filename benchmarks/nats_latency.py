@@ -28,7 +28,7 @@ from typing import Any
 
 import asyncpg
 
-from benchmarks import measure, workloads
+from benchmarks import configs, measure, workloads
 from benchmarks.daemonrun import Observed, run_daemon
 
 NATS_URL = "nats://127.0.0.1:4222"
@@ -61,14 +61,7 @@ def sql(statement: str) -> list[Any]:
 
 
 def postgres_sink(tmp: Path, table: str) -> dict[str, Any]:
-    return {
-        "type": "postgres",
-        "dsn": DSN,
-        "table": table,
-        "features_table": f"{table}_f",
-        "alerts_table": f"{table}_a",
-        "spool_dir": str(tmp / "spool"),
-    }
+    return configs.postgres_sink(DSN, table, spool_dir=str(tmp / "spool"))
 
 
 def nats_source(stream: str, subject: str, durable: str, **more: Any) -> dict[str, Any]:
@@ -131,7 +124,7 @@ def into_postgres(stream: str, sensors: int, seconds: float, run: int) -> dict[s
             )
         [row] = sql(COMMIT_LATENCY.format(t=f'"{table}"', warmup=WARMUP_S))
     finally:
-        sql(f'DROP TABLE IF EXISTS "{table}", "{table}_f", "{table}_a"')
+        sql(configs.drop_postgres_tables(table))
     return {
         "scenario": "latency_10k_sensors_1hz_postgres",
         "run": run,

@@ -54,10 +54,8 @@ class FanOut:
         """Deliver `batch` to every sink and count it; False if it was abandoned (not taken)."""
         if self._taps.sink_taps:  # one attribute test per batch while nobody taps a sink
             self._show_taps(batch)
-        if len(self.sinks) == 1:
-            began = time.perf_counter()
-            results = [await self.sinks[0].deliver(batch)]
-            self._timings[0].record(len(batch), len(batch), time.perf_counter() - began)
+        if len(self.sinks) == 1:  # no copies to share, no gather
+            results = [await self._timed(0, batch, None)]
         else:
             copies = SpoolCopies()
             each = (self._timed(i, batch, copies) for i in range(len(self.sinks)))
@@ -66,7 +64,7 @@ class FanOut:
         counted = self._count(batch, readers)
         return counted and not any(r.outcome == "abandoned" for r in results)
 
-    async def _timed(self, i: int, batch: Batch, copies: SpoolCopies) -> Delivery:
+    async def _timed(self, i: int, batch: Batch, copies: SpoolCopies | None) -> Delivery:
         began = time.perf_counter()
         result = await self.sinks[i].deliver(batch, copies)
         self._timings[i].record(len(batch), len(batch), time.perf_counter() - began)

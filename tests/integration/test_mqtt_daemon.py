@@ -122,21 +122,18 @@ async def table() -> AsyncIterator[str]:
     yield name
     conn = await asyncpg.connect(DSN)
     try:
-        await conn.execute(f'DROP TABLE IF EXISTS "{name}", "{name}_f", "{name}_a"')
+        await conn.execute(configs.drop_postgres_tables(name))
     finally:
         await conn.close()
 
 
 def postgres(run: Run, table: str) -> dict[str, Any]:
-    return {
-        "type": "postgres",
-        "dsn": DSN,
-        "table": table,
-        "features_table": f"{table}_f",
-        "alerts_table": f"{table}_a",
-        "spool_dir": str(run.tmp / f"spool-{uuid.uuid4().hex[:6]}"),
-        "retry": {"attempts": 2, "base_delay_s": 0.01},
-    }
+    return configs.postgres_sink(
+        DSN,
+        table,
+        spool_dir=str(run.tmp / f"spool-{uuid.uuid4().hex[:6]}"),
+        retry={"attempts": 2, "base_delay_s": 0.01},
+    )
 
 
 async def rows_in(table: str) -> tuple[int, set[Key]]:

@@ -130,17 +130,11 @@ def stream() -> Iterator[str]:
 def table() -> Iterator[str]:
     name = f"nats_{uuid.uuid4().hex[:10]}"
     yield name
-    query(f'DROP TABLE IF EXISTS "{name}", "{name}_f", "{name}_a"')
+    query(configs.drop_postgres_tables(name))
 
 
 def postgres_sink(table: str) -> dict[str, Any]:
-    return {
-        "type": "postgres",
-        "dsn": DSN,
-        "table": table,
-        "features_table": f"{table}_f",
-        "alerts_table": f"{table}_a",
-    }
+    return configs.postgres_sink(DSN, table)
 
 
 def in_table(table: str) -> list[tuple[str, int]]:
